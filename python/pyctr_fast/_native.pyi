@@ -1,0 +1,72 @@
+"""Typed surface of the Rust extension (rust/src/lib.rs).
+
+The contract between Python and Rust is the OCI runtime spec: Python builds a
+``config.json`` (as a JSON string), Rust executes it.  Every call that blocks or
+does I/O releases the GIL.
+"""
+
+from typing import Optional
+
+__version__: str
+
+class ContainerError(Exception):
+    """A container could not be set up or started.
+
+    ``step`` names what failed (``"pivot_root"``, ``"mount /proc"``,
+    ``"execve"``, ``"lookup"``, ``"spec"``, ...), ``errno`` is the OS error number
+    (0 when the failure is not an OS error) and ``path`` the path involved, if
+    any.  ``str(err)`` is a one-line message such as
+    ``"execve /bin/nope: No such file or directory"``.
+    """
+
+    step: str
+    errno: int
+    path: Optional[str]
+
+class Process:
+    """A started container process (the container's PID 1 on the host)."""
+
+    @property
+    def pid(self) -> int: ...
+    def wait(self) -> int:
+        """Block until the process exits; return Docker's status: the exit code,
+        or 128+N when it was killed by signal N.  Idempotent."""
+    def poll(self) -> Optional[int]:
+        """The status if the process has exited, else None (never blocks)."""
+    def kill(self, signal: int) -> None:
+        """Send ``signal`` through a pidfd (never hits a recycled PID)."""
+
+def spawn(
+    config: str,
+    bundle: str,
+    *,
+    stdio: Optional[tuple[int, int, int]] = None,
+) -> Process:
+    """Create and start the container described by ``config`` (OCI config.json
+    text) with ``root.path`` relative to ``bundle``.  Returns once the user
+    program has been exec'd; raises ContainerError if any step before that
+    failed (nothing is left behind then).  ``stdio`` are host fds to use as the
+    container's 0/1/2 (default: inherit the caller's)."""
+
+def run(
+    config: str,
+    bundle: str,
+    *,
+    stdin: bool = True,
+    forward_signals: bool = False,
+) -> int:
+    """Foreground run: spawn, then wait and return the Docker status.
+
+    With ``process.terminal`` true in the config, a pty is allocated; the
+    caller's stdin (if it is a terminal it is put in raw mode and restored) and
+    stdout are relayed to it and the window size follows SIGWINCH.  Without a
+    terminal, the container inherits the caller's stdio.  ``stdin=False`` gives
+    the container /dev/null as stdin (Docker without ``-i``); with a terminal it
+    means the caller's input is not relayed.  With
+    ``forward_signals`` SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2
+    received by the calling process are forwarded to the container; use it only
+    from the main thread of a CLI."""
+
+def read_file_in_root(root: str, path: str, limit: int = 1048576) -> Optional[bytes]:
+    """Read ``path`` resolved inside ``root`` as if ``root`` were ``/``
+    (symlinks cannot lead out of it).  None if it does not exist."""

@@ -1,0 +1,98 @@
+//! `pyctr-init`: the container side.  Runs as the first process of the new
+//! namespaces, executed from a sealed memfd, sets the container up from the
+//! spec and execs the user program.  Every failure is reported to the parent
+//! as a structured error record before exiting.
+
+use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::path::Path;
+
+use crate::errors::{Error, Result};
+use crate::proto::{self, Request};
+use crate::spec::Spec;
+use crate::{namespaces, process, rootfs};
+
+/// Exit status of an init that failed (the parent has the real error).
+pub const FAILED: i32 = 125;
+
+/// Entry point: `pyctr-init <socket-fd>`.  Anything else (for instance being
+/// re-executed through `/proc/self/exe` by a hostile image) is refused.
+pub fn main(args: &[String]) -> i32 {
+    let Some(fd) = (args.len() == 2).then(|| args[1].parse::<RawFd>().ok()).flatten().filter(|fd| *fd > 2) else {
+        eprintln!("pyctr-init: this is pyctr-fast's container init; it is not meant to be run directly");
+        return 127;
+    };
+    // The parent is a Python process: it ignores SIGPIPE and may block
+    // signals.  Dispositions set to "ignore" and the mask survive execve, so
+    // reset both before anything runs in the container.
+    reset_signals();
+    // SAFETY: the parent passed this socket to us and nothing else owns it.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    match run(sock.as_fd()) {
+        Ok(never) => match never {},
+        Err(e) => {
+            let _ = proto::send_record(sock.as_fd(), &proto::encode_error(&e));
+            FAILED
+        }
+    }
+}
+
+fn reset_signals() {
+    for sig in 1..=64 {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: resetting a disposition to SIG_DFL has no memory effects.
+        unsafe { libc::signal(sig, libc::SIG_DFL) };
+    }
+    let _ = nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&nix::sys::signal::SigSet::empty()),
+        None,
+    );
+}
+
+fn run(sock: BorrowedFd<'_>) -> Result<std::convert::Infallible> {
+    let (rec, _) = proto::recv_record(sock)?.ok_or_else(|| Error::msg("init", "parent went away"))?;
+    let req: Request =
+        serde_json::from_slice(&rec).map_err(|e| Error::msg("init", format!("bad request from parent: {e}")))?;
+    let spec = Spec::from_json(&req.config)?;
+    let process = spec.validate_for_run()?;
+    namespaces::join_by_path(&spec)?;
+
+    let new_user = spec.namespace("user").is_some_and(|ns| ns.path.as_deref().is_none_or(str::is_empty));
+    if spec.namespace("uts").is_some() {
+        if let Some(h) = spec.hostname.as_deref().filter(|h| !h.is_empty()) {
+            nix::unistd::sethostname(h).map_err(|e| Error::os("sethostname", e as i32).with_path(h))?;
+        }
+        if let Some(d) = spec.domainname.as_deref().filter(|d| !d.is_empty()) {
+            // SAFETY: pointer and length describe `d`'s bytes.
+            if unsafe { libc::setdomainname(d.as_ptr().cast(), d.len()) } != 0 {
+                return Err(Error::last_os("setdomainname").with_path(d));
+            }
+        }
+    }
+    if spec.namespace("network").is_some_and(|ns| ns.path.as_deref().is_none_or(str::is_empty)) {
+        process::loopback_up()?;
+    }
+    if spec.namespace("mount").is_none() {
+        return Err(Error::msg("spec", "a mount namespace is required"));
+    }
+    let root = rootfs::enter(&spec, &req.rootfs)?;
+    rootfs::populate(root.as_fd(), &spec, Path::new(&req.bundle), !new_user)?;
+    if let Some(adj) = process.oom_score_adj {
+        crate::sys::write_file("/proc/self/oom_score_adj", adj.to_string().as_bytes())
+            .map_err(|e| Error::os("oom_score_adj", e))?;
+    }
+    rootfs::pivot(root, &spec)?;
+
+    process::set_rlimits(&process.rlimits)?;
+    if process.terminal {
+        process::setup_terminal(sock, process.user.uid, process.user.gid)?;
+    }
+    // SAFETY: umask only changes this process's file creation mask.
+    unsafe { libc::umask(process.user.umask.unwrap_or(0o022) as libc::mode_t) };
+    process::switch_user(process)?;
+    process::enter_cwd(&process.cwd)?;
+    let path = process::lookup(&process.args[0], &process.env)?;
+    Err(process::exec(&path, &process.args, &process.env, std::os::fd::AsRawFd::as_raw_fd(&sock)))
+}

@@ -1,0 +1,313 @@
+//! The parent side of starting a container: clone into new namespaces,
+//! exec `pyctr-init` from a sealed memfd, write id maps, ship the spec, and
+//! wait for the init to report success or a structured error.
+
+use std::ffi::CString;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+
+use nix::sched::CloneFlags;
+use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+
+use crate::errors::{Error, Result};
+use crate::proto::{self, Request};
+use crate::spec::{IdMapping, Spec};
+use crate::sys::{self, Exit, Forked};
+
+/// The init binary, sealed in a memfd so that nothing can modify it and no
+/// host file is ever executed inside a container.
+pub struct InitImage {
+    fd: OwnedFd,
+}
+
+impl InitImage {
+    /// Copy `bytes` (a static ELF) into a sealed, executable memfd.
+    pub fn seal(bytes: &[u8]) -> Result<InitImage> {
+        const MFD_EXEC: libc::c_uint = 0x10;
+        const F_SEAL_EXEC: libc::c_int = 0x20;
+        let name = c"pyctr-init";
+        let base = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
+        // SAFETY: memfd_create with a valid name; retried without MFD_EXEC on
+        // kernels older than 6.3 that reject it.
+        let mut fd = unsafe { libc::memfd_create(name.as_ptr(), base | MFD_EXEC) };
+        if fd < 0 {
+            // SAFETY: as above.
+            fd = unsafe { libc::memfd_create(name.as_ptr(), base) };
+        }
+        if fd < 0 {
+            return Err(Error::last_os("memfd_create"));
+        }
+        // SAFETY: fresh descriptor, owned from here on.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let mut file = std::fs::File::from(fd);
+        std::io::Write::write_all(&mut file, bytes)
+            .map_err(|e| Error::os("write init image", e.raw_os_error().unwrap_or(0)))?;
+        let fd = OwnedFd::from(file);
+        let seals = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
+        // SAFETY: fcntl on our own descriptor with integer arguments.
+        unsafe {
+            if libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals | F_SEAL_EXEC) != 0
+                && libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals) != 0
+            {
+                return Err(Error::last_os("seal init image"));
+            }
+            if libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, libc::F_SEAL_SEAL) != 0 {
+                return Err(Error::last_os("seal init image"));
+            }
+        }
+        Ok(InitImage { fd })
+    }
+
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+/// Where the container's stdio comes from.
+#[derive(Clone, Copy, Debug)]
+pub enum Stdio {
+    /// The caller's 0, 1, 2.
+    Inherit,
+    /// These host descriptors become 0, 1, 2.
+    Fds([RawFd; 3]),
+}
+
+/// A started container process.
+pub struct Child {
+    pub pid: libc::pid_t,
+    pub pidfd: OwnedFd,
+    /// The pty master, when `process.terminal` is set.
+    pub master: Option<OwnedFd>,
+    exit: Option<Exit>,
+}
+
+impl Child {
+    /// Wait for the process (blocking) and return how it ended.
+    pub fn wait(&mut self) -> Result<Exit> {
+        if let Some(e) = self.exit {
+            return Ok(e);
+        }
+        let exit = sys::pidfd_wait(self.pidfd.as_fd(), true)
+            .map_err(|e| Error::os("wait", e))?
+            .ok_or_else(|| Error::msg("wait", "process still running"))?;
+        self.exit = Some(exit);
+        Ok(exit)
+    }
+
+    /// Non-blocking [`Child::wait`].
+    pub fn poll(&mut self) -> Result<Option<Exit>> {
+        if self.exit.is_none() {
+            self.exit = sys::pidfd_wait(self.pidfd.as_fd(), false).map_err(|e| Error::os("wait", e))?;
+        }
+        Ok(self.exit)
+    }
+
+    pub fn kill(&self, sig: i32) -> Result<()> {
+        if self.exit.is_some() {
+            return Ok(());
+        }
+        match sys::pidfd_send_signal(self.pidfd.as_fd(), sig) {
+            Ok(()) | Err(libc::ESRCH) => Ok(()),
+            Err(e) => Err(Error::os("kill", e)),
+        }
+    }
+}
+
+fn map_text(maps: &[IdMapping]) -> String {
+    maps.iter().map(|m| format!("{} {} {}\n", m.container_id, m.host_id, m.size)).collect()
+}
+
+fn write_id_maps(pid: libc::pid_t, spec: &Spec) -> Result<()> {
+    let linux = spec.linux();
+    for (file, maps) in [("uid_map", &linux.uid_mappings), ("gid_map", &linux.gid_mappings)] {
+        let path = format!("/proc/{pid}/{file}");
+        let text = if maps.is_empty() { "0 0 4294967295\n".to_owned() } else { map_text(maps) };
+        sys::write_file(&path, text.as_bytes()).map_err(|e| Error::os(format!("write {file}"), e).with_path(&path))?;
+    }
+    Ok(())
+}
+
+/// Join the pid namespace at `path` for this thread's children only, and
+/// return a guard that restores the thread's own afterwards.
+struct PidNsGuard {
+    own: OwnedFd,
+}
+
+impl PidNsGuard {
+    fn enter(path: &str) -> Result<PidNsGuard> {
+        let own = std::fs::File::open("/proc/thread-self/ns/pid_for_children")
+            .or_else(|_| std::fs::File::open("/proc/thread-self/ns/pid"))
+            .map_err(|e| Error::os("open own pid namespace", e.raw_os_error().unwrap_or(0)))?;
+        let target = std::fs::File::open(path)
+            .map_err(|e| Error::os("setns pid", e.raw_os_error().unwrap_or(0)).with_path(path))?;
+        nix::sched::setns(target.as_fd(), CloneFlags::CLONE_NEWPID)
+            .map_err(|e| Error::os("setns pid", e as i32).with_path(path))?;
+        Ok(PidNsGuard { own: own.into() })
+    }
+}
+
+impl Drop for PidNsGuard {
+    fn drop(&mut self) {
+        let _ = nix::sched::setns(self.own.as_fd(), CloneFlags::CLONE_NEWPID);
+    }
+}
+
+/// Resolve the rootfs: `root.path` relative to `bundle`.
+pub fn rootfs_path(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
+    let root = spec.root.as_ref().map(|r| r.path.as_str()).unwrap_or_default();
+    let path = if root.starts_with('/') { PathBuf::from(root) } else { bundle.join(root) };
+    let meta = std::fs::metadata(&path)
+        .map_err(|e| Error::os("rootfs", e.raw_os_error().unwrap_or(0)).with_path(path.to_string_lossy()))?;
+    if !meta.is_dir() {
+        return Err(Error::os("rootfs", libc::ENOTDIR).with_path(path.to_string_lossy()));
+    }
+    Ok(path)
+}
+
+/// Start the container described by `config` (config.json text).
+///
+/// Returns once the user program is being exec'd.  On any error the child
+/// is killed and reaped: all of its mounts and namespaces go with it.
+pub fn spawn(init: &InitImage, config: &str, bundle: &Path, stdio: Stdio) -> Result<Child> {
+    let spec = Spec::from_json(config)?;
+    spec.validate_for_run()?;
+    let rootfs = rootfs_path(&spec, bundle)?;
+    let flags = crate::namespaces::clone_flags(&spec)?;
+    let new_user = flags.contains(CloneFlags::CLONE_NEWUSER);
+    let request = serde_json::to_vec(&Request {
+        config: config.to_owned(),
+        rootfs: rootfs.to_string_lossy().into_owned(),
+        bundle: bundle.to_string_lossy().into_owned(),
+    })
+    .map_err(|e| Error::msg("spawn", e.to_string()))?;
+
+    let (parent_sock, child_sock) = socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)
+        .map_err(|e| Error::os("socketpair", e as i32))?;
+    // Everything the child needs after fork is prepared now: it may not
+    // allocate (the caller is multi-threaded).
+    let arg0 = c"pyctr-init";
+    let arg1 = CString::new(child_sock.as_raw_fd().to_string()).map_err(|_| Error::os("spawn", libc::EINVAL))?;
+    let argv = [arg0.as_ptr(), arg1.as_ptr(), std::ptr::null()];
+    let envp = [std::ptr::null::<libc::c_char>()];
+    let mut exec_error = proto::encode_error(&Error::os("exec pyctr-init", 0));
+    let mut userns_error = proto::encode_error(&Error::os("become root in the user namespace", 0));
+    let stdio_fds = match stdio {
+        Stdio::Inherit => None,
+        Stdio::Fds(fds) => Some(fds),
+    };
+
+    let pid_guard = match spec.namespace("pid").and_then(|ns| ns.path.as_deref()).filter(|p| !p.is_empty()) {
+        Some(path) => Some(PidNsGuard::enter(path)?),
+        None => None,
+    };
+    // SAFETY: the child branch below only makes async-signal-safe syscalls
+    // on memory prepared before the fork, then execs or exits.
+    let forked = unsafe { sys::clone3_fork(flags.bits() as u64, None) };
+    drop(pid_guard);
+    let (pid, pidfd) = match forked {
+        Err(e) => return Err(Error::os("clone", e).with_detail(format!("namespaces {flags:?}"))),
+        Ok(Forked::Child) => {
+            // SAFETY: async-signal-safe calls only; see above.
+            unsafe {
+                let sock = child_sock.as_raw_fd();
+                if new_user {
+                    child_become_root(sock, &mut userns_error);
+                }
+                child_exec_init(init.fd().as_raw_fd(), sock, stdio_fds, &argv, &envp, &mut exec_error)
+            }
+        }
+        Ok(Forked::Parent { pid, pidfd }) => (pid, pidfd),
+    };
+    drop(child_sock);
+    let mut child = Child { pid, pidfd, master: None, exit: None };
+    match handshake(&mut child, parent_sock.as_fd(), &request, &spec, new_user) {
+        Ok(()) => Ok(child),
+        Err(e) => {
+            let _ = child.kill(libc::SIGKILL);
+            let _ = child.wait();
+            Err(e)
+        }
+    }
+}
+
+/// In a new user namespace: wait until the parent has written the id maps,
+/// then become the namespace's root.  This must happen before the init is
+/// exec'd, since execve recomputes capabilities from the (then mapped) uid.
+///
+/// # Safety
+/// Only async-signal-safe functions; raw syscalls rather than glibc's
+/// set*id, which would try to signal the parent's threads.
+unsafe fn child_become_root(sock: RawFd, error: &mut [u8]) {
+    let mut go = 0u8;
+    if libc::recv(sock, (&mut go as *mut u8).cast(), 1, 0) != 1 || go != proto::GO {
+        libc::_exit(crate::init::FAILED);
+    }
+    if libc::syscall(libc::SYS_setresgid, 0, 0, 0) != 0 || libc::syscall(libc::SYS_setresuid, 0, 0, 0) != 0 {
+        fail_child(sock, error);
+    }
+}
+
+/// The forked child: put stdio in place, keep the socket across exec and run
+/// the init from the memfd.
+///
+/// # Safety
+/// Only async-signal-safe functions; all memory was prepared before fork.
+unsafe fn child_exec_init(
+    init_fd: RawFd,
+    sock: RawFd,
+    stdio: Option<[RawFd; 3]>,
+    argv: &[*const libc::c_char; 3],
+    envp: &[*const libc::c_char; 1],
+    exec_error: &mut [u8],
+) -> ! {
+    if let Some(fds) = stdio {
+        // Move the sources out of 0..2 first so dup2 cannot clobber one of them.
+        let mut high = [-1; 3];
+        for (i, fd) in fds.iter().enumerate() {
+            high[i] = libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, 10);
+        }
+        for (i, fd) in high.iter().enumerate() {
+            if *fd < 0 || libc::dup2(*fd, i as RawFd) < 0 {
+                fail_child(sock, exec_error);
+            }
+        }
+    }
+    if libc::fcntl(sock, libc::F_SETFD, 0) < 0 {
+        fail_child(sock, exec_error);
+    }
+    sys::execveat_fd(init_fd, argv.as_ptr(), envp.as_ptr());
+    fail_child(sock, exec_error)
+}
+
+/// Report the current errno through a pre-encoded record and exit.
+unsafe fn fail_child(sock: RawFd, record: &mut [u8]) -> ! {
+    let errno = *libc::__errno_location();
+    record[proto::ERRNO_OFFSET..proto::ERRNO_OFFSET + 4].copy_from_slice(&errno.to_le_bytes());
+    libc::send(sock, record.as_ptr().cast(), record.len(), libc::MSG_NOSIGNAL);
+    libc::_exit(crate::init::FAILED)
+}
+
+fn handshake(child: &mut Child, sock: BorrowedFd<'_>, request: &[u8], spec: &Spec, new_user: bool) -> Result<()> {
+    if new_user {
+        write_id_maps(child.pid, spec)?;
+        proto::send_record(sock, &[proto::GO])?;
+    }
+    proto::send_record(sock, request)?;
+    let mut exec_reached = false;
+    while let Some((rec, fd)) = proto::recv_record(sock)? {
+        match rec.first() {
+            Some(&proto::MASTER) => child.master = fd,
+            Some(&proto::EXEC) => exec_reached = true,
+            Some(&proto::ERROR) => return Err(proto::decode_error(&rec)),
+            _ => return Err(Error::msg("protocol", "unexpected record from pyctr-init")),
+        }
+    }
+    if !exec_reached {
+        let how = match child.wait()? {
+            Exit::Code(c) => format!("exited with status {c}"),
+            Exit::Signal(s) => format!("was killed by signal {s}"),
+        };
+        return Err(Error::msg("init", format!("container init {how} before starting the program")));
+    }
+    Ok(())
+}

@@ -1,0 +1,132 @@
+//! `pyctr_fast._native`: the thin PyO3 layer over `pyctr-core`.
+//!
+//! Every call that blocks or does I/O releases the GIL; every failure becomes
+//! a `ContainerError` carrying `step`, `errno` and `path`.
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::Path;
+use std::sync::OnceLock;
+
+use pyo3::create_exception;
+use pyo3::exceptions::PyException;
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+
+use pyctr_core::foreground;
+use pyctr_core::spawn::{Child, InitImage, Stdio};
+
+create_exception!(_native, ContainerError, PyException);
+
+/// The static init, embedded at build time.
+static INIT_BYTES: &[u8] = include_bytes!(env!("PYCTR_INIT_PATH"));
+
+fn init_image() -> Result<&'static InitImage, pyctr_core::Error> {
+    static IMAGE: OnceLock<InitImage> = OnceLock::new();
+    if let Some(img) = IMAGE.get() {
+        return Ok(img);
+    }
+    let img = InitImage::seal(INIT_BYTES)?;
+    Ok(IMAGE.get_or_init(|| img))
+}
+
+fn to_py(py: Python<'_>, err: pyctr_core::Error) -> PyErr {
+    let pyerr = ContainerError::new_err(err.to_string());
+    let value = pyerr.value(py);
+    let _ = value.setattr("step", err.step.as_str());
+    let _ = value.setattr("errno", err.errno);
+    let _ = value.setattr("path", err.path.as_deref());
+    pyerr
+}
+
+/// A started container process.
+#[pyclass(module = "pyctr_fast._native")]
+struct Process {
+    child: Child,
+}
+
+#[pymethods]
+impl Process {
+    #[getter]
+    fn pid(&self) -> i32 {
+        self.child.pid
+    }
+
+    /// Block until the process exits; Docker's status (code or 128+signal).
+    fn wait(&mut self, py: Python<'_>) -> PyResult<i32> {
+        let child = &mut self.child;
+        py.allow_threads(|| child.wait()).map(|e| e.status()).map_err(|e| to_py(py, e))
+    }
+
+    fn poll(&mut self, py: Python<'_>) -> PyResult<Option<i32>> {
+        self.child.poll().map(|e| e.map(|x| x.status())).map_err(|e| to_py(py, e))
+    }
+
+    fn kill(&self, py: Python<'_>, signal: i32) -> PyResult<()> {
+        self.child.kill(signal).map_err(|e| to_py(py, e))
+    }
+}
+
+#[pyfunction]
+#[pyo3(signature = (config, bundle, *, stdio=None))]
+fn spawn(py: Python<'_>, config: &str, bundle: &str, stdio: Option<(i32, i32, i32)>) -> PyResult<Process> {
+    let stdio = stdio.map_or(Stdio::Inherit, |(a, b, c)| Stdio::Fds([a, b, c]));
+    py.allow_threads(|| {
+        let init = init_image()?;
+        pyctr_core::spawn::spawn(init, config, Path::new(bundle), stdio)
+    })
+    .map(|child| Process { child })
+    .map_err(|e| to_py(py, e))
+}
+
+#[pyfunction]
+#[pyo3(signature = (config, bundle, *, stdin=true, forward_signals=false))]
+fn run(py: Python<'_>, config: &str, bundle: &str, stdin: bool, forward_signals: bool) -> PyResult<i32> {
+    let result = py.allow_threads(|| {
+        let init = init_image()?;
+        let devnull: Option<OwnedFd> =
+            if stdin { None } else { std::fs::File::open("/dev/null").map(OwnedFd::from).ok() };
+        // Without -i the container reads /dev/null, as with docker; with a
+        // terminal the pty is stdin and this only stops the relay.
+        let stdio = match &devnull {
+            Some(null) => Stdio::Fds([null.as_raw_fd(), 1, 2]),
+            None => Stdio::Inherit,
+        };
+        let opts = foreground::Options { forward_signals, relay_stdin: stdin };
+        foreground::run(init, config, Path::new(bundle), stdio, opts)
+    });
+    result.map(|e| e.status()).map_err(|e| to_py(py, e))
+}
+
+#[pyfunction]
+#[pyo3(signature = (root, path, limit=1_048_576))]
+fn read_file_in_root(py: Python<'_>, root: &str, path: &str, limit: usize) -> PyResult<Option<Py<PyBytes>>> {
+    let data = py.allow_threads(|| -> std::io::Result<Option<Vec<u8>>> {
+        let dir = std::fs::File::open(root)?;
+        match pyctr_core::sys::openat2_in_root(dir.as_fd(), path, libc::O_RDONLY, 0) {
+            Ok(fd) => {
+                let mut buf = Vec::new();
+                let file = std::fs::File::from(fd);
+                std::io::Read::read_to_end(&mut std::io::Read::take(file, limit as u64), &mut buf)?;
+                Ok(Some(buf))
+            }
+            Err(libc::ENOENT) => Ok(None),
+            Err(e) => Err(std::io::Error::from_raw_os_error(e)),
+        }
+    });
+    match data {
+        Ok(Some(bytes)) => Ok(Some(PyBytes::new(py, &bytes).unbind())),
+        Ok(None) => Ok(None),
+        Err(e) => Err(PyErr::from(e)),
+    }
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("ContainerError", m.py().get_type::<ContainerError>())?;
+    m.add_class::<Process>()?;
+    m.add_function(wrap_pyfunction!(spawn, m)?)?;
+    m.add_function(wrap_pyfunction!(run, m)?)?;
+    m.add_function(wrap_pyfunction!(read_file_in_root, m)?)?;
+    Ok(())
+}
