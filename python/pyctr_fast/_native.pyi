@@ -5,8 +5,6 @@ The contract between Python and Rust is the OCI runtime spec: Python builds a
 does I/O releases the GIL.
 """
 
-from typing import Optional
-
 __version__: str
 
 class ContainerError(Exception):
@@ -21,7 +19,7 @@ class ContainerError(Exception):
 
     step: str
     errno: int
-    path: Optional[str]
+    path: str | None
 
 class Process:
     """A started container process (the container's PID 1 on the host)."""
@@ -31,7 +29,7 @@ class Process:
     def wait(self) -> int:
         """Block until the process exits; return Docker's status: the exit code,
         or 128+N when it was killed by signal N.  Idempotent."""
-    def poll(self) -> Optional[int]:
+    def poll(self) -> int | None:
         """The status if the process has exited, else None (never blocks)."""
     def kill(self, signal: int) -> None:
         """Send ``signal`` through a pidfd (never hits a recycled PID)."""
@@ -40,7 +38,7 @@ def spawn(
     config: str,
     bundle: str,
     *,
-    stdio: Optional[tuple[int, int, int]] = None,
+    stdio: tuple[int, int, int] | None = None,
 ) -> Process:
     """Create and start the container described by ``config`` (OCI config.json
     text) with ``root.path`` relative to ``bundle``.  Returns once the user
@@ -67,6 +65,6 @@ def run(
     received by the calling process are forwarded to the container; use it only
     from the main thread of a CLI."""
 
-def read_file_in_root(root: str, path: str, limit: int = 1048576) -> Optional[bytes]:
+def read_file_in_root(root: str, path: str, limit: int = 1048576) -> bytes | None:
     """Read ``path`` resolved inside ``root`` as if ``root`` were ``/``
     (symlinks cannot lead out of it).  None if it does not exist."""

@@ -79,6 +79,10 @@ fn run(sock: BorrowedFd<'_>) -> Result<std::convert::Infallible> {
     }
     let root = rootfs::enter(&spec, &req.rootfs)?;
     rootfs::populate(root.as_fd(), &spec, Path::new(&req.bundle), !new_user)?;
+    if !process.cwd.is_empty() {
+        // Docker creates a missing working directory.
+        crate::sys::create_in_root(root.as_fd(), &process.cwd, crate::sys::Kind::Dir)?;
+    }
     if let Some(adj) = process.oom_score_adj {
         crate::sys::write_file("/proc/self/oom_score_adj", adj.to_string().as_bytes())
             .map_err(|e| Error::os("oom_score_adj", e))?;

@@ -1,0 +1,210 @@
+"""The ``pyctr-fast`` command (Docker-style).
+
+Start-up time is part of the product: this module imports only ``sys`` and the
+tiny flag parser; ``run`` loads what it needs when it runs, and ``--version``
+and ``--help`` load nothing else.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from .errors import UserError
+from .flags import BOOL, LIST, VALUE, Flag, ParsedFlags, format_flags, parse_flags
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from .spec import RunOptions
+
+__all__ = ["GLOBAL_FLAGS", "RUN_FLAGS", "main", "options_from_run_args", "run_cli"]
+
+PROG = "pyctr-fast"
+
+GLOBAL_FLAGS: tuple[Flag, ...] = (
+    Flag(
+        "root",
+        VALUE,
+        'Root directory of the engine\'s state (default "/var/lib/pyctr-fast", or $PYCTR_ROOT)',
+    ),
+    Flag("version", BOOL, "Print version information and quit", short="v"),
+    Flag("help", BOOL, "Print usage", short="h"),
+)
+
+RUN_FLAGS: tuple[Flag, ...] = (
+    Flag("cap-add", LIST, "Add Linux capabilities"),
+    Flag("cap-drop", LIST, "Drop Linux capabilities"),
+    Flag("env", LIST, "Set environment variables", short="e"),
+    Flag("env-file", LIST, "Read in a file of environment variables"),
+    Flag("help", BOOL, "Print usage"),
+    Flag("hostname", VALUE, "Container host name", short="h"),
+    Flag("interactive", BOOL, "Keep STDIN open", short="i"),
+    Flag("name", VALUE, "Assign a name to the container"),
+    Flag("network", VALUE, 'Connect a container to a network: "none" (default) or "host"'),
+    Flag("net", VALUE, "Alias of --network", dest="network"),
+    Flag("privileged", BOOL, "Give extended privileges to this container"),
+    Flag("read-only", BOOL, "Mount the container's root filesystem as read only"),
+    Flag("rm", BOOL, "Automatically remove the container when it exits"),
+    Flag("rootfs", VALUE, "Root filesystem directory to run (required)", metavar="dir"),
+    Flag("tmpfs", LIST, "Mount a tmpfs directory"),
+    Flag("tty", BOOL, "Allocate a pseudo-TTY", short="t"),
+    Flag("user", VALUE, "Username or UID (format: <name|uid>[:<group|gid>])", short="u"),
+    Flag("volume", LIST, "Bind mount a volume (SRC:DST[:ro|rw])", short="v"),
+    Flag("workdir", VALUE, "Working directory inside the container", short="w"),
+)
+
+MAIN_HELP = f"""\
+Usage:  {PROG} [OPTIONS] COMMAND
+
+A daemonless, Docker-compatible container engine
+
+Options:
+{{options}}
+
+Commands:
+  run         Create and run a new container from a root filesystem
+  version     Show the {PROG} version information
+
+Run '{PROG} COMMAND --help' for more information on a command.
+"""
+
+RUN_HELP = f"""\
+Usage:  {PROG} run [OPTIONS] --rootfs DIR COMMAND [ARG...]
+
+Create and run a new container from a root filesystem
+
+Options:
+{{options}}
+"""
+
+VERSION_HELP = f"""\
+Usage:  {PROG} version
+
+Show the {PROG} version information
+"""
+
+
+def _out(text: str) -> None:
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        pass
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def options_from_run_args(args: Sequence[str]) -> tuple[RunOptions | None, ParsedFlags]:
+    """Parse ``run``'s arguments into :class:`RunOptions` (None with ``--help``)."""
+    parsed, rest = parse_flags(args, RUN_FLAGS)
+    if parsed.flag("help"):
+        return None, parsed
+    rootfs = parsed.value("rootfs")
+    if not rootfs:
+        raise UserError(f"\"run\" requires --rootfs DIR; see '{PROG} run --help'")
+    if not rest:
+        raise UserError(f"\"run\" requires a command to run; see '{PROG} run --help'")
+    from .spec import RunOptions
+
+    opts = RunOptions(
+        rootfs,
+        rest,
+        env=parsed.values("env"),
+        env_files=parsed.values("env-file"),
+        hostname=parsed.value("hostname"),
+        name=parsed.value("name"),
+        user=parsed.value("user"),
+        workdir=parsed.value("workdir"),
+        volumes=parsed.values("volume"),
+        tmpfs=parsed.values("tmpfs"),
+        network=parsed.value("network") or "none",
+        cap_add=parsed.values("cap-add"),
+        cap_drop=parsed.values("cap-drop"),
+        privileged=parsed.flag("privileged"),
+        read_only=parsed.flag("read-only"),
+        tty=parsed.flag("tty"),
+        interactive=parsed.flag("interactive"),
+        remove=parsed.flag("rm"),
+    )
+    return opts, parsed
+
+
+def run_cli(args: Sequence[str], root: str | None) -> int:
+    """``pyctr-fast run ...``."""
+    opts, _ = options_from_run_args(args)
+    if opts is None:
+        _out(RUN_HELP.format(options=format_flags(RUN_FLAGS)))
+        return 0
+    from .container import run_from_cli
+
+    return run_from_cli(opts, root)
+
+
+def _version_cli(args: Sequence[str], root: str | None) -> int:
+    parsed, rest = parse_flags(args, (Flag("help", BOOL, "Print usage", short="h"),))
+    if parsed.flag("help"):
+        _out(VERSION_HELP)
+        return 0
+    if rest:
+        raise UserError(f"\"version\" accepts no arguments; see '{PROG} version --help'")
+    try:
+        from . import _native
+
+        native = _native.__version__
+    except ImportError:
+        native = "not built"
+    _out(f"{PROG} version {_version()}\n Python:   {sys.version.split()[0]}\n Native:   {native}\n")
+    return 0
+
+
+def _help_cli(args: Sequence[str], root: str | None) -> int:
+    if args:
+        return _dispatch(args[0], ["--help"], root)
+    _out(MAIN_HELP.format(options=format_flags(GLOBAL_FLAGS)))
+    return 0
+
+
+COMMANDS: dict[str, Callable[[Sequence[str], str | None], int]] = {
+    "run": run_cli,
+    "version": _version_cli,
+    "help": _help_cli,
+}
+
+
+def _dispatch(command: str, args: Sequence[str], root: str | None) -> int:
+    handler = COMMANDS.get(command)
+    if handler is None:
+        raise UserError(f"'{command}' is not a {PROG} command; see '{PROG} --help'")
+    return handler(args, root)
+
+
+def _main(argv: Sequence[str]) -> int:
+    try:
+        parsed, rest = parse_flags(argv, GLOBAL_FLAGS)
+        if parsed.flag("version"):
+            _out(f"{PROG} version {_version()}\n")
+            return 0
+        if parsed.flag("help") or not rest:
+            _out(MAIN_HELP.format(options=format_flags(GLOBAL_FLAGS)))
+            return 0
+        return _dispatch(rest[0], rest[1:], parsed.value("root"))
+    except UserError as err:
+        sys.stderr.write(f"{PROG}: {err.message}\n")
+        sys.stderr.flush()
+        return err.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console-script entry point: run the command and exit with its status."""
+    raise SystemExit(_main(sys.argv[1:] if argv is None else argv))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,307 @@
+"""Building the OCI runtime spec (config.json) for ``run``, with Docker's defaults.
+
+:class:`RunOptions` holds what the user asked for, in Docker's terms, whether
+it came from the command line or the Python API; :func:`build_spec` validates
+it and turns it into the spec dict the native side executes.  Nothing here
+touches the engine's state directory.
+"""
+
+from __future__ import annotations
+
+import os
+
+from . import caps, environment, etcfiles, mounts, users
+from .errors import UserError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+    from typing import Any
+
+__all__ = [
+    "ANNOTATION_NAME",
+    "NAMESPACES",
+    "NETWORK_MODES",
+    "OCI_VERSION",
+    "RunOptions",
+    "build_spec",
+    "default_hostname",
+    "new_container_id",
+    "resolve_rootfs",
+    "validate_hostname",
+    "validate_name",
+]
+
+OCI_VERSION = "1.0.2"
+ANNOTATION_NAME = "io.pyctr-fast.name"
+NETWORK_MODES = ("none", "host")
+NAMESPACES = ("pid", "ipc", "uts", "mount", "cgroup", "network")
+
+# Docker sets these for containers with their own network namespace, so that
+# non-root users can bind ports below 1024 and use ping sockets.
+_NETNS_SYSCTLS = (
+    ("net.ipv4.ip_unprivileged_port_start", "0"),
+    ("net.ipv4.ping_group_range", "0 2147483647"),
+)
+
+_HOSTNAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-")
+_NAME_FIRST = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+_NAME_CHARS = _NAME_FIRST | frozenset("_.-")
+
+
+def _strings(value: Iterable[str], what: str) -> tuple[str, ...]:
+    if isinstance(value, (str, bytes)):
+        raise UserError(f"{what} must be a sequence of strings, not a single string")
+    items = tuple(value)
+    for item in items:
+        if not isinstance(item, str):
+            raise UserError(f"{what} must hold strings, not {type(item).__name__}")
+    return items
+
+
+class RunOptions:
+    """Everything ``run`` accepts, as Docker spells it.
+
+    ``env`` holds ``-e`` values (``K=V`` or ``K``), ``env_files`` paths of
+    ``--env-file`` files (applied before ``env``), ``volumes`` ``-v`` specs
+    (``SRC:DST[:MODE]``) and ``tmpfs`` ``--tmpfs`` specs (``DST[:OPTIONS]``).
+    """
+
+    __slots__ = (
+        "cap_add",
+        "cap_drop",
+        "command",
+        "env",
+        "env_files",
+        "hostname",
+        "interactive",
+        "name",
+        "network",
+        "privileged",
+        "read_only",
+        "remove",
+        "rootfs",
+        "tmpfs",
+        "tty",
+        "user",
+        "volumes",
+        "workdir",
+    )
+
+    def __init__(
+        self,
+        rootfs: str,
+        command: Iterable[str],
+        *,
+        env: Iterable[str] = (),
+        env_files: Iterable[str] = (),
+        hostname: str | None = None,
+        name: str | None = None,
+        user: str | None = None,
+        workdir: str | None = None,
+        volumes: Iterable[str] = (),
+        tmpfs: Iterable[str] = (),
+        network: str = "none",
+        cap_add: Iterable[str] = (),
+        cap_drop: Iterable[str] = (),
+        privileged: bool = False,
+        read_only: bool = False,
+        tty: bool = False,
+        interactive: bool = False,
+        remove: bool = False,
+    ) -> None:
+        self.rootfs = rootfs
+        self.command = _strings(command, "command")
+        self.env = _strings(env, "env")
+        self.env_files = _strings(env_files, "env_files")
+        self.hostname = hostname
+        self.name = name
+        self.user = user
+        self.workdir = workdir
+        self.volumes = _strings(volumes, "volumes")
+        self.tmpfs = _strings(tmpfs, "tmpfs")
+        self.network = network
+        self.cap_add = _strings(cap_add, "cap_add")
+        self.cap_drop = _strings(cap_drop, "cap_drop")
+        self.privileged = privileged
+        self.read_only = read_only
+        self.tty = tty
+        self.interactive = interactive
+        self.remove = remove
+
+    def _fields(self) -> tuple[object, ...]:
+        return tuple(getattr(self, f) for f in self.__slots__)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, RunOptions):
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{f}={getattr(self, f)!r}" for f in self.__slots__)
+        return f"RunOptions({args})"
+
+
+def new_container_id() -> str:
+    """64 random hex digits, like Docker's container ids."""
+    return os.urandom(32).hex()
+
+
+def default_hostname(container_id: str) -> str:
+    return container_id[:12]
+
+
+def validate_hostname(hostname: str) -> str:
+    """RFC 1123: dot-separated labels of ``[a-zA-Z0-9-]`` not starting or ending
+    with ``-``, each at most 63 characters.  The whole name is limited to 63
+    characters as Docker does (the kernel's limit is 64)."""
+    labels = hostname.split(".")
+    ok = 0 < len(hostname) <= 63 and all(
+        0 < len(label) <= 63
+        and label[0] != "-"
+        and label[-1] != "-"
+        and all(c in _HOSTNAME_CHARS for c in label)
+        for label in labels
+    )
+    if not ok:
+        raise UserError(f"invalid hostname format: {hostname}")
+    return hostname
+
+
+def validate_name(name: str) -> str:
+    """Docker's container name rule: ``/?[a-zA-Z0-9][a-zA-Z0-9_.-]+``."""
+    bare = name[1:] if name.startswith("/") else name
+    if len(bare) < 2 or bare[0] not in _NAME_FIRST or not all(c in _NAME_CHARS for c in bare):
+        raise UserError(
+            f"invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+        )
+    return bare
+
+
+def resolve_rootfs(path: str) -> str:
+    """The rootfs as an absolute real path; it must be an existing directory."""
+    if not path:
+        raise UserError("rootfs must not be empty")
+    real = os.path.realpath(path)
+    if not os.path.exists(real):
+        raise UserError(f"rootfs {path} does not exist")
+    if not os.path.isdir(real):
+        raise UserError(f"rootfs {path} is not a directory")
+    return real
+
+
+def _check_network(network: str) -> str:
+    if network not in NETWORK_MODES:
+        raise UserError(
+            f'network mode "{network}" is not supported yet: use --network none or --network host'
+        )
+    return network
+
+
+def _check_workdir(workdir: str | None) -> str:
+    if workdir is None or workdir == "":
+        return "/"
+    if not workdir.startswith("/"):
+        raise UserError(
+            f"the working directory '{workdir}' is invalid, it needs to be an absolute path"
+        )
+    return mounts.clean_path(workdir)
+
+
+def _sysctls(network: str) -> dict[str, str]:
+    if network == "host":
+        return {}
+    return {
+        key: value
+        for key, value in _NETNS_SYSCTLS
+        if os.path.exists("/proc/sys/" + key.replace(".", "/"))
+    }
+
+
+def build_spec(
+    opts: RunOptions,
+    *,
+    container_id: str,
+    container_dir: str,
+    environ: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Validate ``opts`` and build the OCI spec.
+
+    ``container_dir`` is where the engine's /etc files will be (they are bound
+    from there); ``environ`` is where ``-e K`` looks K up (default: os.environ).
+    Raises :class:`UserError` for anything invalid.
+    """
+    if environ is None:
+        environ = os.environ
+    if not opts.command:
+        raise UserError("no command specified")
+    network = _check_network(opts.network)
+    if opts.hostname:
+        hostname = validate_hostname(opts.hostname)
+    elif network == "host":
+        hostname = os.uname().nodename
+    else:
+        hostname = default_hostname(container_id)
+    name = validate_name(opts.name) if opts.name is not None else None
+    cwd = _check_workdir(opts.workdir)
+    capabilities = caps.resolve_capabilities(
+        opts.cap_add, opts.cap_drop, privileged=opts.privileged
+    )
+    user_mounts = [mounts.parse_volume(v) for v in opts.volumes]
+    user_mounts += [mounts.parse_tmpfs(t) for t in opts.tmpfs]
+    all_mounts = mounts.assemble_mounts(
+        user_mounts,
+        etcfiles.engine_mounts(container_dir, opts.read_only),
+        read_only=opts.read_only,
+        privileged=opts.privileged,
+    )
+    rootfs = resolve_rootfs(opts.rootfs)
+    user = users.lookup_user(rootfs, opts.user)
+    env = environment.build_env(
+        hostname=hostname,
+        tty=opts.tty,
+        home=user.home,
+        env=opts.env,
+        env_files=opts.env_files,
+        environ=environ,
+    )
+
+    linux: dict[str, Any] = {
+        "namespaces": [{"type": ns} for ns in NAMESPACES if ns != "network" or network != "host"],
+    }
+    if not opts.privileged:
+        linux["maskedPaths"] = mounts.masked_paths()
+        linux["readonlyPaths"] = list(mounts.READONLY_PATHS)
+    sysctl = _sysctls(network)
+    if sysctl:
+        linux["sysctl"] = sysctl
+
+    spec: dict[str, Any] = {
+        "ociVersion": OCI_VERSION,
+        "process": {
+            "terminal": opts.tty,
+            "user": {
+                "uid": user.uid,
+                "gid": user.gid,
+                "additionalGids": list(user.additional_gids),
+            },
+            "args": list(opts.command),
+            "env": env,
+            "cwd": cwd,
+            "capabilities": {
+                "bounding": capabilities,
+                "effective": list(capabilities),
+                "inheritable": [],
+                "permitted": list(capabilities),
+                "ambient": [],
+            },
+            "noNewPrivileges": False,
+        },
+        "root": {"path": rootfs, "readonly": opts.read_only},
+        "hostname": hostname,
+        "mounts": all_mounts,
+        "linux": linux,
+    }
+    if name is not None:
+        spec["annotations"] = {ANNOTATION_NAME: name}
+    return spec
