@@ -5,6 +5,8 @@ The contract between Python and Rust is the OCI runtime spec: Python builds a
 does I/O releases the GIL.
 """
 
+from typing import TypedDict
+
 __version__: str
 
 class ContainerError(Exception):
@@ -34,11 +36,21 @@ class Process:
     def kill(self, signal: int) -> None:
         """Send ``signal`` through a pidfd (never hits a recycled PID)."""
 
+class Overlay(TypedDict, total=False):
+    """An overlay rootfs the init mounts on ``root.path`` inside the
+    container's own mount namespace (so it disappears with the container)."""
+
+    lower: list[str]  # layer dirs, TOP-most first (overlayfs order); required
+    upper: str  # the container's copy-on-write dir; required
+    work: str  # overlay work dir on the same filesystem as upper; required
+    volatile: bool  # skip syncs (for --rm containers); default False
+
 def spawn(
     config: str,
     bundle: str,
     *,
     stdio: tuple[int, int, int] | None = None,
+    overlay: Overlay | None = None,
 ) -> Process:
     """Create and start the container described by ``config`` (OCI config.json
     text) with ``root.path`` relative to ``bundle``.  Returns once the user
@@ -52,6 +64,7 @@ def run(
     *,
     stdin: bool = True,
     forward_signals: bool = False,
+    overlay: Overlay | None = None,
 ) -> int:
     """Foreground run: spawn, then wait and return the Docker status.
 
@@ -68,3 +81,17 @@ def run(
 def read_file_in_root(root: str, path: str, limit: int = 1048576) -> bytes | None:
     """Read ``path`` resolved inside ``root`` as if ``root`` were ``/``
     (symlinks cannot lead out of it).  None if it does not exist."""
+
+def extract_layer(blob: str, dest: str, media_type: str = "") -> tuple[str, int]:
+    """Extract one image layer (tar, gzip or zstd: from ``media_type`` or the
+    blob's magic bytes) into the existing empty directory ``dest``.
+
+    OCI whiteouts become overlayfs whiteouts (``.wh.NAME`` -> a 0:0 char
+    device NAME; ``.wh..wh..opq`` -> ``trusted.overlay.opaque=y`` on the
+    directory).  Every path is resolved inside ``dest``: an entry that would
+    escape it (``..``, absolute names, writing through a symlink) fails the
+    whole extraction with ContainerError(step="extract", path=<entry>).
+    Returns ``("sha256:<hex of the uncompressed tar>", uncompressed_bytes)``,
+    the layer's diff id, for checking against the image config.  Releases the
+    GIL, so layers extract in parallel from threads.  On error ``dest`` is
+    left partially filled: the caller removes it."""

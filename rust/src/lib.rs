@@ -10,10 +10,11 @@ use std::sync::OnceLock;
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
+use pyo3::types::{PyBytes, PyDict};
 
 use pyctr_core::foreground;
-use pyctr_core::spawn::{Child, InitImage, Stdio};
+use pyctr_core::proto::Overlay;
+use pyctr_core::spawn::{Child, InitImage, Launch, Stdio};
 
 create_exception!(_native, ContainerError, PyException);
 
@@ -66,21 +67,53 @@ impl Process {
     }
 }
 
+/// `{"lower": [...], "upper": ..., "work": ..., "volatile": bool}` → Overlay.
+fn overlay_from(d: Option<&Bound<'_, PyDict>>) -> PyResult<Option<Overlay>> {
+    let Some(d) = d else { return Ok(None) };
+    let get = |k: &str| -> PyResult<Bound<'_, PyAny>> {
+        d.get_item(k)?.ok_or_else(|| pyo3::exceptions::PyValueError::new_err(format!("overlay needs {k:?}")))
+    };
+    Ok(Some(Overlay {
+        lower: get("lower")?.extract()?,
+        upper: get("upper")?.extract()?,
+        work: get("work")?.extract()?,
+        volatile: match d.get_item("volatile")? {
+            Some(v) => v.extract()?,
+            None => false,
+        },
+    }))
+}
+
 #[pyfunction]
-#[pyo3(signature = (config, bundle, *, stdio=None))]
-fn spawn(py: Python<'_>, config: &str, bundle: &str, stdio: Option<(i32, i32, i32)>) -> PyResult<Process> {
+#[pyo3(signature = (config, bundle, *, stdio=None, overlay=None))]
+fn spawn(
+    py: Python<'_>,
+    config: &str,
+    bundle: &str,
+    stdio: Option<(i32, i32, i32)>,
+    overlay: Option<&Bound<'_, PyDict>>,
+) -> PyResult<Process> {
     let stdio = stdio.map_or(Stdio::Inherit, |(a, b, c)| Stdio::Fds([a, b, c]));
+    let launch = Launch { stdio, overlay: overlay_from(overlay)?, console_size: None };
     py.allow_threads(|| {
         let init = init_image()?;
-        pyctr_core::spawn::spawn(init, config, Path::new(bundle), stdio)
+        pyctr_core::spawn::spawn(init, config, Path::new(bundle), &launch)
     })
     .map(|child| Process { child })
     .map_err(|e| to_py(py, e))
 }
 
 #[pyfunction]
-#[pyo3(signature = (config, bundle, *, stdin=true, forward_signals=false))]
-fn run(py: Python<'_>, config: &str, bundle: &str, stdin: bool, forward_signals: bool) -> PyResult<i32> {
+#[pyo3(signature = (config, bundle, *, stdin=true, forward_signals=false, overlay=None))]
+fn run(
+    py: Python<'_>,
+    config: &str,
+    bundle: &str,
+    stdin: bool,
+    forward_signals: bool,
+    overlay: Option<&Bound<'_, PyDict>>,
+) -> PyResult<i32> {
+    let overlay = overlay_from(overlay)?;
     let result = py.allow_threads(|| {
         let init = init_image()?;
         let devnull: Option<OwnedFd> =
@@ -92,7 +125,7 @@ fn run(py: Python<'_>, config: &str, bundle: &str, stdin: bool, forward_signals:
             None => Stdio::Inherit,
         };
         let opts = foreground::Options { forward_signals, relay_stdin: stdin };
-        foreground::run(init, config, Path::new(bundle), stdio, opts)
+        foreground::run(init, config, Path::new(bundle), Launch { stdio, overlay, console_size: None }, opts)
     });
     result.map(|e| e.status()).map_err(|e| to_py(py, e))
 }
@@ -120,6 +153,14 @@ fn read_file_in_root(py: Python<'_>, root: &str, path: &str, limit: usize) -> Py
     }
 }
 
+#[pyfunction]
+#[pyo3(signature = (blob, dest, media_type=""))]
+fn extract_layer(py: Python<'_>, blob: &str, dest: &str, media_type: &str) -> PyResult<(String, u64)> {
+    py.allow_threads(|| pyctr_core::layer::extract_file(Path::new(blob), Path::new(dest), media_type))
+        .map(|x| (x.diff_id, x.size))
+        .map_err(|e| to_py(py, e))
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
@@ -128,5 +169,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(spawn, m)?)?;
     m.add_function(wrap_pyfunction!(run, m)?)?;
     m.add_function(wrap_pyfunction!(read_file_in_root, m)?)?;
+    m.add_function(wrap_pyfunction!(extract_layer, m)?)?;
     Ok(())
 }

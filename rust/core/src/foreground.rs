@@ -10,7 +10,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::termios::{self, SetArg, Termios};
 
 use crate::errors::{Error, Result};
-use crate::spawn::{self, Child, InitImage, Stdio};
+use crate::spawn::{self, Child, InitImage, Launch};
 use crate::sys::Exit;
 
 /// Signals a foreground container receives from its caller, as `docker run`
@@ -47,7 +47,7 @@ impl Drop for RawGuard {
 }
 
 /// Spawn the container and run it to completion in the foreground.
-pub fn run(init: &InitImage, config: &str, bundle: &Path, stdio: Stdio, opts: Options) -> Result<Exit> {
+pub fn run(init: &InitImage, config: &str, bundle: &Path, launch: Launch, opts: Options) -> Result<Exit> {
     let mut set = SigSet::empty();
     if opts.forward_signals {
         FORWARDED.iter().for_each(|s| set.add(*s));
@@ -59,7 +59,17 @@ pub fn run(init: &InitImage, config: &str, bundle: &Path, stdio: Stdio, opts: Op
     let _mask = MaskGuard(old);
     let sigfd = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
         .map_err(|e| Error::os("signalfd", e as i32))?;
-    let mut child = spawn::spawn(init, config, bundle, stdio)?;
+    // The terminal is sized and raw before the program starts: it may ask
+    // for its size (or print) right away.
+    let terminal = crate::spec::Spec::from_json(config)?.process.is_some_and(|p| p.terminal);
+    let mut launch = launch;
+    let _raw = if terminal {
+        launch.console_size = caller_size();
+        raw_mode(opts)?
+    } else {
+        None
+    };
+    let mut child = spawn::spawn(init, config, bundle, &launch)?;
     let result = supervise(&mut child, &sigfd, opts);
     if result.is_err() {
         let _ = child.kill(libc::SIGKILL);
@@ -100,35 +110,39 @@ fn write_all(fd: BorrowedFd<'_>, mut data: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// The caller's terminal size as (rows, cols), from stdout or stdin.
+fn caller_size() -> Option<(u16, u16)> {
+    let fd = if is_tty(1) {
+        1
+    } else if is_tty(0) {
+        0
+    } else {
+        return None;
+    };
+    // SAFETY: winsize is plain old data; TIOCGWINSZ fills it.
+    unsafe {
+        let mut ws: libc::winsize = std::mem::zeroed();
+        (libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) == 0).then_some((ws.ws_row, ws.ws_col))
+    }
+}
+
+/// Put the caller's terminal in raw mode while its input is relayed.
+fn raw_mode(opts: Options) -> Result<Option<RawGuard>> {
+    if !(opts.relay_stdin && is_tty(0)) {
+        return Ok(None);
+    }
+    let stdin = std::io::stdin();
+    let saved = termios::tcgetattr(stdin.as_fd()).map_err(|e| Error::os("tcgetattr", e as i32))?;
+    let mut raw = saved.clone();
+    termios::cfmakeraw(&mut raw);
+    termios::tcsetattr(stdin.as_fd(), SetArg::TCSANOW, &raw).map_err(|e| Error::os("tcsetattr", e as i32))?;
+    Ok(Some(RawGuard { saved }))
+}
+
 fn supervise(child: &mut Child, sigfd: &SignalFd, opts: Options) -> Result<()> {
     let stdin = std::io::stdin();
     let stdout = std::io::stdout();
     let master: Option<OwnedFd> = child.master.take();
-    let _raw = match &master {
-        Some(m) => {
-            let term = if is_tty(1) {
-                Some(stdout.as_fd())
-            } else if is_tty(0) {
-                Some(stdin.as_fd())
-            } else {
-                None
-            };
-            if let Some(t) = term {
-                winsize_copy(t, m.as_fd());
-            }
-            if opts.relay_stdin && is_tty(0) {
-                let saved = termios::tcgetattr(stdin.as_fd()).map_err(|e| Error::os("tcgetattr", e as i32))?;
-                let mut raw = saved.clone();
-                termios::cfmakeraw(&mut raw);
-                termios::tcsetattr(stdin.as_fd(), SetArg::TCSANOW, &raw)
-                    .map_err(|e| Error::os("tcsetattr", e as i32))?;
-                Some(RawGuard { saved })
-            } else {
-                None
-            }
-        }
-        None => None,
-    };
     if let Some(m) = &master {
         nix::fcntl::fcntl(m, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK))
             .map_err(|e| Error::os("relay", e as i32))?;

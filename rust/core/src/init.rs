@@ -77,7 +77,7 @@ fn run(sock: BorrowedFd<'_>) -> Result<std::convert::Infallible> {
     if spec.namespace("mount").is_none() {
         return Err(Error::msg("spec", "a mount namespace is required"));
     }
-    let root = rootfs::enter(&spec, &req.rootfs)?;
+    let root = rootfs::enter(&spec, &req.rootfs, req.overlay.as_ref())?;
     rootfs::populate(root.as_fd(), &spec, Path::new(&req.bundle), !new_user)?;
     if !process.cwd.is_empty() {
         // Docker creates a missing working directory.
@@ -91,7 +91,7 @@ fn run(sock: BorrowedFd<'_>) -> Result<std::convert::Infallible> {
 
     process::set_rlimits(&process.rlimits)?;
     if process.terminal {
-        process::setup_terminal(sock, process.user.uid, process.user.gid)?;
+        process::setup_terminal(sock, process.user.uid, process.user.gid, req.console_size)?;
     }
     // SAFETY: umask only changes this process's file creation mask.
     unsafe { libc::umask(process.user.umask.unwrap_or(0o022) as libc::mode_t) };

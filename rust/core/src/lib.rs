@@ -11,8 +11,11 @@ pub mod caps;
 pub mod errors;
 pub mod foreground;
 pub mod init;
+#[cfg(feature = "layers")]
+pub mod layer;
 pub mod mounts;
 pub mod namespaces;
+pub mod overlay;
 pub mod process;
 pub mod proto;
 pub mod rootfs;

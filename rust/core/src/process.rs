@@ -85,7 +85,7 @@ pub fn loopback_up() -> Result<()> {
 
 /// Open a pty from the container's devpts instance, make its slave our
 /// controlling terminal and stdio, and hand the master to the parent.
-pub fn setup_terminal(sock: BorrowedFd<'_>, uid: u32, gid: u32) -> Result<()> {
+pub fn setup_terminal(sock: BorrowedFd<'_>, uid: u32, gid: u32, size: Option<(u16, u16)>) -> Result<()> {
     let step = "open terminal";
     let master = nix::fcntl::open(
         "/dev/ptmx",
@@ -111,6 +111,11 @@ pub fn setup_terminal(sock: BorrowedFd<'_>, uid: u32, gid: u32) -> Result<()> {
     )
     .map_err(|e| Error::os(step, e as i32).with_path(&slave_path))?;
     let _ = nix::unistd::fchown(&slave, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)));
+    if let Some((rows, cols)) = size {
+        let ws = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+        // SAFETY: TIOCSWINSZ reads a winsize that lives for the call.
+        unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+    }
     nix::unistd::setsid().map_err(|e| Error::os("setsid", e as i32))?;
     // SAFETY: TIOCSCTTY with an integer argument on our own pty.
     if unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0) } < 0 {

@@ -20,6 +20,19 @@ pub const MASTER: u8 = b'M';
 pub const EXEC: u8 = b'X';
 pub const ERROR: u8 = b'E';
 
+/// An overlay rootfs, mounted by the init inside the container's mount
+/// namespace (so it goes away with the container).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Overlay {
+    /// Layer directories, top-most first.
+    pub lower: Vec<String>,
+    pub upper: String,
+    pub work: String,
+    /// Skip syncs: for containers whose upper dir is thrown away.
+    #[serde(default)]
+    pub volatile: bool,
+}
+
 /// What the init needs besides the spec.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Request {
@@ -29,6 +42,12 @@ pub struct Request {
     pub rootfs: String,
     /// The bundle directory: relative bind sources are anchored here.
     pub bundle: String,
+    /// Mount this overlay on the rootfs path first.
+    #[serde(default)]
+    pub overlay: Option<Overlay>,
+    /// The caller's terminal size (rows, cols), set on the pty before exec.
+    #[serde(default)]
+    pub console_size: Option<(u16, u16)>,
 }
 
 /// Encode an error record: tag, errno (le i32), then step, path, detail as

@@ -11,6 +11,7 @@ use nix::sys::stat::{fstat, makedev, Mode, SFlag};
 
 use crate::errors::{Error, Result};
 use crate::mounts::{self, locked_flags, propagation_flag, Options};
+use crate::proto::Overlay;
 use crate::spec::{Device, Spec};
 use crate::sys::{self, create_in_root, fd_path, openat2_in_root, Kind};
 
@@ -25,8 +26,9 @@ const DEV_LINKS: [(&str, &str); 4] = [
     ("stderr", "/proc/self/fd/2"),
 ];
 
-/// Make the mount tree private, bind the rootfs onto itself and open it.
-pub fn enter(spec: &Spec, rootfs: &str) -> Result<OwnedFd> {
+/// Make the mount tree private, put the rootfs in place (the overlay, or a
+/// bind of the directory onto itself) and open it.
+pub fn enter(spec: &Spec, rootfs: &str, overlay: Option<&Overlay>) -> Result<OwnedFd> {
     let propagation = spec
         .linux()
         .rootfs_propagation
@@ -40,8 +42,11 @@ pub fn enter(spec: &Spec, rootfs: &str) -> Result<OwnedFd> {
         _ => libc::MS_REC | libc::MS_PRIVATE,
     };
     sys::mount(None, "/", None, initial, None).map_err(|e| Error::os("make mounts private", e).with_path("/"))?;
-    sys::mount(Some(rootfs), rootfs, None, libc::MS_BIND | libc::MS_REC, None)
-        .map_err(|e| Error::os("bind rootfs", e).with_path(rootfs))?;
+    match overlay {
+        Some(ov) => crate::overlay::mount(ov, rootfs)?,
+        None => sys::mount(Some(rootfs), rootfs, None, libc::MS_BIND | libc::MS_REC, None)
+            .map_err(|e| Error::os("bind rootfs", e).with_path(rootfs))?,
+    }
     let c = CString::new(rootfs).map_err(|_| Error::os("open rootfs", libc::EINVAL))?;
     // SAFETY: opening a path with a NUL-terminated name.
     let fd = unsafe { libc::open(c.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) };

@@ -10,7 +10,7 @@ use nix::sched::CloneFlags;
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 
 use crate::errors::{Error, Result};
-use crate::proto::{self, Request};
+use crate::proto::{self, Overlay, Request};
 use crate::spec::{IdMapping, Spec};
 use crate::sys::{self, Exit, Forked};
 
@@ -70,6 +70,20 @@ pub enum Stdio {
     Inherit,
     /// These host descriptors become 0, 1, 2.
     Fds([RawFd; 3]),
+}
+
+/// How to launch: everything besides the spec.
+#[derive(Clone, Debug)]
+pub struct Launch {
+    pub stdio: Stdio,
+    pub overlay: Option<Overlay>,
+    pub console_size: Option<(u16, u16)>,
+}
+
+impl Default for Launch {
+    fn default() -> Self {
+        Launch { stdio: Stdio::Inherit, overlay: None, console_size: None }
+    }
 }
 
 /// A started container process.
@@ -168,16 +182,23 @@ pub fn rootfs_path(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
 ///
 /// Returns once the user program is being exec'd.  On any error the child
 /// is killed and reaped: all of its mounts and namespaces go with it.
-pub fn spawn(init: &InitImage, config: &str, bundle: &Path, stdio: Stdio) -> Result<Child> {
+pub fn spawn(init: &InitImage, config: &str, bundle: &Path, launch: &Launch) -> Result<Child> {
     let spec = Spec::from_json(config)?;
     spec.validate_for_run()?;
     let rootfs = rootfs_path(&spec, bundle)?;
+    if let Some(ov) = &launch.overlay {
+        if ov.lower.is_empty() {
+            return Err(Error::msg("overlay", "no lower layers"));
+        }
+    }
     let flags = crate::namespaces::clone_flags(&spec)?;
     let new_user = flags.contains(CloneFlags::CLONE_NEWUSER);
     let request = serde_json::to_vec(&Request {
         config: config.to_owned(),
         rootfs: rootfs.to_string_lossy().into_owned(),
         bundle: bundle.to_string_lossy().into_owned(),
+        overlay: launch.overlay.clone(),
+        console_size: launch.console_size,
     })
     .map_err(|e| Error::msg("spawn", e.to_string()))?;
 
@@ -191,7 +212,7 @@ pub fn spawn(init: &InitImage, config: &str, bundle: &Path, stdio: Stdio) -> Res
     let envp = [std::ptr::null::<libc::c_char>()];
     let mut exec_error = proto::encode_error(&Error::os("exec pyctr-init", 0));
     let mut userns_error = proto::encode_error(&Error::os("become root in the user namespace", 0));
-    let stdio_fds = match stdio {
+    let stdio_fds = match launch.stdio {
         Stdio::Inherit => None,
         Stdio::Fds(fds) => Some(fds),
     };

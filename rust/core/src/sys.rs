@@ -30,11 +30,22 @@ const RESOLVE_IN_ROOT: u64 = 0x10;
 /// resolve `path` as if `dirfd` were `/`, so neither `..` nor symlinks
 /// (absolute or relative) can lead out of it.  Returns the raw errno on error.
 pub fn openat2_in_root(dirfd: BorrowedFd<'_>, path: &str, flags: i32, mode: u32) -> std::result::Result<OwnedFd, i32> {
+    openat2(dirfd, path, flags, mode, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
+}
+
+/// `openat2(2)` with explicit `RESOLVE_*` flags.
+pub fn openat2(
+    dirfd: BorrowedFd<'_>,
+    path: &str,
+    flags: i32,
+    mode: u32,
+    resolve: u64,
+) -> std::result::Result<OwnedFd, i32> {
     let cpath = CString::new(path).map_err(|_| libc::EINVAL)?;
     let how = OpenHow {
         flags: (flags | libc::O_CLOEXEC) as u64,
         mode: if flags & (libc::O_CREAT | libc::O_TMPFILE) != 0 { u64::from(mode) } else { 0 },
-        resolve: RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+        resolve,
     };
     // SAFETY: `cpath` and `how` outlive the call; the kernel copies both.
     let fd = check(unsafe {
