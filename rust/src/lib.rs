@@ -16,7 +16,7 @@ use pyctr_core::foreground;
 use pyctr_core::proto::Overlay;
 use pyctr_core::spawn::{Child, InitImage, Launch, Stdio};
 
-create_exception!(_native, ContainerError, PyException);
+create_exception!(pyctr_fast._native, ContainerError, PyException);
 
 /// The static init, embedded at build time.
 static INIT_BYTES: &[u8] = include_bytes!(env!("PYCTR_INIT_PATH"));
