@@ -86,17 +86,83 @@ fn io_err(step: &str, e: io::Error) -> Error {
 }
 
 /// Extract the layer blob at `blob` into the existing directory `dest`.
+///
+/// Decompression and hashing run on a helper thread that feeds the tar
+/// parser through a bounded channel, so inflating and creating files overlap
+/// (the two costs are of the same order).
 pub fn extract_file(blob: &Path, dest: &Path, media_type: &str) -> Result<Extracted> {
     let file = std::fs::File::open(blob).map_err(|e| io_err("open layer", e).with_path(blob.to_string_lossy()))?;
     let mut reader = BufReader::with_capacity(256 * 1024, file);
     let magic = io::BufRead::fill_buf(&mut reader).map_err(|e| io_err("read layer", e))?.to_vec();
-    let stream: Box<dyn Read> = match Compression::detect(media_type, &magic) {
-        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(reader)),
-        Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(reader).map_err(|e| io_err("zstd", e))?),
-        Compression::None => Box::new(reader),
-    };
+    let compression = Compression::detect(media_type, &magic);
     let root = open_dir(dest)?;
-    extract(stream, root.as_fd())
+    let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<Vec<u8>>>(16);
+    let producer = std::thread::Builder::new()
+        .name("pyctr-inflate".into())
+        .spawn(move || -> io::Result<(String, u64)> {
+            let stream: Box<dyn Read> = match compression {
+                Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(reader)),
+                Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(reader)?),
+                Compression::None => Box::new(reader),
+            };
+            let mut hashing = Hashing { inner: stream, hash: Sha256::new(), size: 0 };
+            loop {
+                let mut chunk = vec![0u8; 1 << 20];
+                let mut filled = 0;
+                while filled < chunk.len() {
+                    match hashing.read(&mut chunk[filled..]) {
+                        Ok(0) => break,
+                        Ok(n) => filled += n,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => {
+                            let _ = tx.send(Err(io::Error::new(e.kind(), e.to_string())));
+                            return Err(e);
+                        }
+                    }
+                }
+                if filled == 0 {
+                    break;
+                }
+                chunk.truncate(filled);
+                if tx.send(Ok(chunk)).is_err() {
+                    // The consumer stopped (an error): nothing more to do.
+                    break;
+                }
+            }
+            Ok((format!("sha256:{:x}", hashing.hash.finalize()), hashing.size))
+        })
+        .map_err(|e| io_err("start inflate thread", e))?;
+    let consumed = extract_entries(ChannelReader { rx, current: Vec::new(), pos: 0 }, root.as_fd());
+    let produced = producer.join().map_err(|_| Error::msg("extract", "inflate thread panicked"))?;
+    consumed?;
+    let (diff_id, size) = produced.map_err(|e| io_err("decompress layer", e))?;
+    Ok(Extracted { diff_id, size })
+}
+
+/// Reads the chunks a producer thread sends.
+struct ChannelReader {
+    rx: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
+    current: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.current.len() {
+            match self.rx.recv() {
+                Ok(Ok(chunk)) => {
+                    self.current = chunk;
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len() - self.pos);
+        buf[..n].copy_from_slice(&self.current[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
 }
 
 fn open_dir(dest: &Path) -> Result<OwnedFd> {
@@ -110,11 +176,18 @@ fn open_dir(dest: &Path) -> Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// Extract an uncompressed tar stream into the directory `root`.
+/// Extract an uncompressed tar stream into the directory `root`, hashing it.
 pub fn extract(stream: impl Read, root: BorrowedFd<'_>) -> Result<Extracted> {
     let mut hashing = Hashing { inner: stream, hash: Sha256::new(), size: 0 };
+    extract_entries(&mut hashing, root)?;
+    Ok(Extracted { diff_id: format!("sha256:{:x}", hashing.hash.finalize()), size: hashing.size })
+}
+
+/// Unpack every entry, then read the stream to its end: padding after the
+/// end-of-archive blocks is part of the diff id.
+fn extract_entries(mut stream: impl Read, root: BorrowedFd<'_>) -> Result<()> {
     {
-        let mut archive = tar::Archive::new(&mut hashing);
+        let mut archive = tar::Archive::new(&mut stream);
         let mut layer = Layer { root, cached: None, dir_times: Vec::new() };
         let entries = archive.entries().map_err(|e| io_err("read tar", e))?;
         for entry in entries {
@@ -123,10 +196,8 @@ pub fn extract(stream: impl Read, root: BorrowedFd<'_>) -> Result<Extracted> {
         }
         layer.finish()?;
     }
-    // The tar may carry padding after its end-of-archive blocks: it is part
-    // of the diff id.
-    io::copy(&mut hashing, &mut io::sink()).map_err(|e| io_err("read tar", e))?;
-    Ok(Extracted { diff_id: format!("sha256:{:x}", hashing.hash.finalize()), size: hashing.size })
+    io::copy(&mut stream, &mut io::sink()).map_err(|e| io_err("read tar", e))?;
+    Ok(())
 }
 
 /// The clean, relative components of an entry name; `..` and absolute names
