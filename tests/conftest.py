@@ -28,6 +28,8 @@ from pathlib import Path
 import ctrkit
 import pytest
 
+pytest_plugins = ["conftest_registry"]
+
 
 @dataclass
 class Guard:
