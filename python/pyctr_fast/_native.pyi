@@ -8,6 +8,8 @@ does I/O releases the GIL.
 from typing import TypedDict
 
 __version__: str
+#: Capability names indexed by their kernel bit number.
+CAPABILITIES: tuple[str, ...]
 
 class ContainerError(Exception):
     """A container could not be set up or started.

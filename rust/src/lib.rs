@@ -165,6 +165,7 @@ fn extract_layer(py: Python<'_>, blob: &str, dest: &str, media_type: &str) -> Py
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("ContainerError", m.py().get_type::<ContainerError>())?;
+    m.add("CAPABILITIES", pyo3::types::PyTuple::new(m.py(), pyctr_core::caps::NAMES)?)?;
     m.add_class::<Process>()?;
     m.add_function(wrap_pyfunction!(spawn, m)?)?;
     m.add_function(wrap_pyfunction!(run, m)?)?;
