@@ -30,6 +30,10 @@ import pytest
 
 pytest_plugins = ["conftest_registry"]
 
+# No test may reach a registry off this machine (a pull of an image the test
+# did not push would otherwise go to Docker Hub): the engine refuses.
+os.environ["PYCTR_LOOPBACK_ONLY"] = "1"
+
 
 @dataclass
 class Guard:

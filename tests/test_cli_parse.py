@@ -184,7 +184,9 @@ def test_command_words_after_the_first_are_never_parsed_as_flags() -> None:
 
 def test_run_without_rootfs_or_command_is_an_error() -> None:
     with pytest.raises(UserError, match=r'^"run" requires --rootfs DIR'):
-        cli.options_from_run_args(["true"])
+        cli.options_from_run_args([])
+    parsed, _ = cli.options_from_run_args(["true"])
+    assert parsed is not None and parsed.image == "true"
     with pytest.raises(UserError, match=r'^"run" requires a command'):
         cli.options_from_run_args(["--rootfs", "/r"])
 

@@ -60,7 +60,8 @@ def test_leak_guard_reports_and_cleans_every_kind_of_leak(tmp_path: Path) -> Non
     inner = tmp_path / "inner"
     inner.mkdir()
     shutil.copy(here / "conftest.py", inner / "conftest.py")
-    shutil.copy(here / "ctrkit.py", inner / "ctrkit.py")
+    for helper in ("ctrkit.py", "conftest_registry.py", "registry_kit.py"):
+        shutil.copy(here / helper, inner / helper)
     (inner / "test_leaky.py").write_text(LEAKY_TESTS)
     res = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=",

@@ -36,9 +36,14 @@ def test_rootfs_that_is_a_file_is_125(engine: Engine, tmp_path: Path) -> None:
     assert_no_state(engine)
 
 
-def test_missing_rootfs_flag_is_125(engine: Engine) -> None:
-    res = engine.cli_run("run", "--rm", "true")
+def test_run_without_rootfs_or_image_is_125(engine: Engine) -> None:
+    res = engine.cli_run("run", "--rm")
     assert_engine_error(res, 125, "--rootfs")
+
+
+def test_run_of_a_missing_image_with_pull_never_is_125_and_contacts_nothing(engine: Engine) -> None:
+    res = engine.cli_run("run", "--rm", "--pull", "never", "true")
+    assert_engine_error(res, 125, "true")
 
 
 def test_missing_command_is_125(engine: Engine) -> None:

@@ -35,6 +35,7 @@ GLOBAL_FLAGS: tuple[Flag, ...] = (
 RUN_FLAGS: tuple[Flag, ...] = (
     Flag("cap-add", LIST, "Add Linux capabilities"),
     Flag("cap-drop", LIST, "Drop Linux capabilities"),
+    Flag("entrypoint", VALUE, "Overwrite the default ENTRYPOINT of the image"),
     Flag("env", LIST, "Set environment variables", short="e"),
     Flag("env-file", LIST, "Read in a file of environment variables"),
     Flag("help", BOOL, "Print usage"),
@@ -43,10 +44,12 @@ RUN_FLAGS: tuple[Flag, ...] = (
     Flag("name", VALUE, "Assign a name to the container"),
     Flag("network", VALUE, 'Connect a container to a network: "none" (default) or "host"'),
     Flag("net", VALUE, "Alias of --network", dest="network"),
+    Flag("platform", VALUE, "Set platform if server is multi-platform capable"),
     Flag("privileged", BOOL, "Give extended privileges to this container"),
+    Flag("pull", VALUE, 'Pull image before running ("always", "missing", "never")'),
     Flag("read-only", BOOL, "Mount the container's root filesystem as read only"),
     Flag("rm", BOOL, "Automatically remove the container when it exits"),
-    Flag("rootfs", VALUE, "Root filesystem directory to run (required)", metavar="dir"),
+    Flag("rootfs", VALUE, "Root filesystem directory to run instead of an image", metavar="dir"),
     Flag("tmpfs", LIST, "Mount a tmpfs directory"),
     Flag("tty", BOOL, "Allocate a pseudo-TTY", short="t"),
     Flag("user", VALUE, "Username or UID (format: <name|uid>[:<group|gid>])", short="u"),
@@ -63,7 +66,17 @@ Options:
 {{options}}
 
 Commands:
-  run         Create and run a new container from a root filesystem
+  run         Create and run a new container from an image or a root filesystem
+  pull        Download an image from a registry
+  images      List images
+  image       Manage images (inspect, prune, ls, rm, ...)
+  rmi         Remove one or more images
+  tag         Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
+  load        Load an image from a tar archive or STDIN
+  save        Save one or more images to a tar archive
+  import      Import the contents of a tarball to create a filesystem image
+  login       Log in to a registry
+  logout      Log out from a registry
   version     Show the {PROG} version information
 
 Run '{PROG} COMMAND --help' for more information on a command.
@@ -71,8 +84,9 @@ Run '{PROG} COMMAND --help' for more information on a command.
 
 RUN_HELP = f"""\
 Usage:  {PROG} run [OPTIONS] --rootfs DIR COMMAND [ARG...]
+        {PROG} run [OPTIONS] IMAGE [COMMAND] [ARG...]
 
-Create and run a new container from a root filesystem
+Create and run a new container from a root filesystem or an image
 
 Options:
 {{options}}
@@ -105,15 +119,24 @@ def options_from_run_args(args: Sequence[str]) -> tuple[RunOptions | None, Parse
     if parsed.flag("help"):
         return None, parsed
     rootfs = parsed.value("rootfs")
+    image = None
     if not rootfs:
-        raise UserError(f"\"run\" requires --rootfs DIR; see '{PROG} run --help'")
-    if not rest:
+        if not rest:
+            raise UserError(
+                f"\"run\" requires --rootfs DIR or an image; see '{PROG} run --help'"
+            )
+        image, rest = rest[0], rest[1:]
+    elif not rest:
         raise UserError(f"\"run\" requires a command to run; see '{PROG} run --help'")
     from .spec import RunOptions
 
     opts = RunOptions(
-        rootfs,
+        rootfs or "",
         rest,
+        image=image,
+        entrypoint=parsed.value("entrypoint"),
+        pull=parsed.value("pull") or "missing",
+        platform=parsed.value("platform"),
         env=parsed.values("env"),
         env_files=parsed.values("env-file"),
         hostname=parsed.value("hostname"),
@@ -175,9 +198,18 @@ COMMANDS: dict[str, Callable[[Sequence[str], str | None], int]] = {
     "help": _help_cli,
 }
 
+#: Image commands, implemented in :mod:`pyctr_fast.images` (imported on use).
+IMAGE_COMMANDS = frozenset(
+    ("pull", "images", "image", "rmi", "tag", "load", "save", "import", "login", "logout")
+)
+
 
 def _dispatch(command: str, args: Sequence[str], root: str | None) -> int:
     handler = COMMANDS.get(command)
+    if handler is None and command in IMAGE_COMMANDS:
+        from .images import COMMANDS as image_commands
+
+        handler = image_commands[command]
     if handler is None:
         raise UserError(f"'{command}' is not a {PROG} command; see '{PROG} --help'")
     return handler(args, root)

@@ -20,7 +20,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from ._native import ContainerError
+    from ._native import ContainerError, Overlay
 
 __all__ = [
     "DEFAULT_ROOT",
@@ -155,12 +155,77 @@ def run_container(
     state_root = resolve_root(root, environ)
     cid = new_container_id()
     bundle = container_dir(state_root, cid)
+    if opts.image is not None:
+        return _run_image(opts, state_root, cid, bundle, forward_signals, environ)
     spec = build_spec(opts, container_id=cid, container_dir=bundle, environ=environ)
     config = compact_json.dumps(spec)
     _make_dir(bundle)
     try:
         etcfiles.write_etc_files(bundle, spec["hostname"], opts.network)
         return _native.run(config, bundle, stdin=opts.interactive, forward_signals=forward_signals)
+    finally:
+        _remove_dir(bundle)
+
+
+def _run_image(
+    opts: RunOptions,
+    state_root: str,
+    cid: str,
+    bundle: str,
+    forward_signals: bool,
+    environ: Mapping[str, str] | None,
+) -> int:
+    """Run on an overlay of the image's layers: ``<bundle>/rootfs`` is the
+    mount point, ``upper/`` and ``work/`` the container's copy-on-write layer;
+    ``<bundle>/image`` records the image id (``rmi`` refuses images in use)."""
+    from . import _native
+    from .image_run import ImageRun
+    from .store import Store
+
+    store = Store(state_root)
+    # Shared store lock: rmi/prune cannot remove the image between the lookup
+    # and the moment <bundle>/image says it is in use.
+    with store.shared():
+        image = ImageRun.find(store, opts)
+        spec = build_spec(
+            opts, container_id=cid, container_dir=bundle, environ=environ, image=image
+        )
+        config = compact_json.dumps(spec)
+        _make_dir(bundle)
+        try:
+            for sub in ("rootfs", "upper", "work"):
+                os.mkdir(os.path.join(bundle, sub), 0o755)
+            with open(os.path.join(bundle, "image"), "w", encoding="ascii") as f:
+                f.write(image.image_id + "\n")
+        except OSError as err:
+            _remove_dir(bundle)
+            raise UserError(f"cannot prepare {bundle}: {err.strerror or err}") from None
+        except BaseException:
+            _remove_dir(bundle)
+            raise
+    overlay: Overlay = {
+        "lower": image.layer_dirs,
+        "upper": os.path.join(bundle, "upper"),
+        "work": os.path.join(bundle, "work"),
+        "volatile": opts.remove,
+    }
+    try:
+        etcfiles.write_etc_files(bundle, spec["hostname"], opts.network)
+        try:
+            return _native.run(
+                config,
+                bundle,
+                stdin=opts.interactive,
+                forward_signals=forward_signals,
+                overlay=overlay,
+            )
+        except TypeError as err:
+            if "overlay" not in str(err):
+                raise
+            raise UserError(
+                "this build of pyctr_fast._native cannot run images (no overlay support): "
+                "rebuild it with `pip install -e .`"
+            ) from None
     finally:
         _remove_dir(bundle)
 

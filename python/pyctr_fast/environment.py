@@ -115,8 +115,10 @@ def build_env(
     env: Iterable[str] = (),
     env_files: Iterable[str] = (),
     environ: Mapping[str, str],
+    image_env: Iterable[str] = (),
 ) -> list[str]:
-    """The container's full environment."""
+    """The container's full environment (``image_env``: the image config's
+    Env, under the user's entries as Docker's ``merge`` puts it)."""
     defaults = [f"PATH={DEFAULT_PATH}", f"HOSTNAME={hostname}"]
     if tty:
         defaults.append("TERM=xterm")
@@ -124,6 +126,10 @@ def build_env(
     for path in env_files:
         overrides.extend(read_env_file(path, environ))
     overrides.extend(parse_env_arg(e, environ) for e in env)
+    image_env = list(image_env)
+    if image_env:
+        keys = {e.partition("=")[0] for e in overrides}
+        overrides += [e for e in image_env if e.partition("=")[0] not in keys]
     merged = merge_env(defaults, overrides)
     if not any(e.startswith("HOME=") for e in merged):
         merged.append(f"HOME={home}")

@@ -66,6 +66,21 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+#: Set (to anything) to refuse every registry that is not on loopback: an
+#: air-gapped mode, and the test suite's guard against reaching the network.
+LOOPBACK_ONLY_ENV = "PYCTR_LOOPBACK_ONLY"
+
+
+def _check_allowed(netloc: str) -> None:
+    import os
+
+    if os.environ.get(LOOPBACK_ONLY_ENV) and not is_loopback(netloc):
+        raise RegistryError(
+            f"refusing to contact {netloc}: {LOOPBACK_ONLY_ENV} is set "
+            "(only localhost, 127.0.0.0/8 and ::1 are allowed)"
+        )
+
+
 def _split_netloc(netloc: str) -> tuple[str, int | None]:
     """``host:5000`` → (host, 5000); ``[::1]:5000`` → (::1, 5000)."""
     if netloc.startswith("["):
@@ -190,6 +205,7 @@ class RegistryClient:
         if conn is None:
             import http.client
 
+            _check_allowed(netloc)
             host, port = _split_netloc(netloc)
             if scheme == "https":
                 conn = http.client.HTTPSConnection(

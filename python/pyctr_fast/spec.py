@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
     from typing import Any
 
+    from .image_run import ImageRun
+
 __all__ = [
     "ANNOTATION_NAME",
     "NAMESPACES",
@@ -34,6 +36,8 @@ __all__ = [
 
 OCI_VERSION = "1.0.2"
 ANNOTATION_NAME = "io.pyctr-fast.name"
+ANNOTATION_IMAGE = "io.pyctr-fast.image"
+ANNOTATION_STOP_SIGNAL = "io.pyctr-fast.stop-signal"
 NETWORK_MODES = ("none", "host")
 NAMESPACES = ("pid", "ipc", "uts", "mount", "cgroup", "network")
 
@@ -71,13 +75,17 @@ class RunOptions:
         "cap_add",
         "cap_drop",
         "command",
+        "entrypoint",
         "env",
         "env_files",
         "hostname",
+        "image",
         "interactive",
         "name",
         "network",
+        "platform",
         "privileged",
+        "pull",
         "read_only",
         "remove",
         "rootfs",
@@ -109,8 +117,16 @@ class RunOptions:
         tty: bool = False,
         interactive: bool = False,
         remove: bool = False,
+        image: str | None = None,
+        entrypoint: str | None = None,
+        pull: str = "missing",
+        platform: str | None = None,
     ) -> None:
         self.rootfs = rootfs
+        self.image = image
+        self.entrypoint = entrypoint
+        self.pull = pull
+        self.platform = platform
         self.command = _strings(command, "command")
         self.env = _strings(env, "env")
         self.env_files = _strings(env_files, "env_files")
@@ -224,16 +240,27 @@ def build_spec(
     container_id: str,
     container_dir: str,
     environ: Mapping[str, str] | None = None,
+    image: ImageRun | None = None,
 ) -> dict[str, Any]:
     """Validate ``opts`` and build the OCI spec.
 
     ``container_dir`` is where the engine's /etc files will be (they are bound
     from there); ``environ`` is where ``-e K`` looks K up (default: os.environ).
+    With ``image``, its config supplies the command, Env, WorkingDir and User
+    (Docker's override rules) and the rootfs is ``<container_dir>/rootfs``, on
+    which the native side mounts the overlay.
     Raises :class:`UserError` for anything invalid.
     """
     if environ is None:
         environ = os.environ
-    if not opts.command:
+    image_cfg: dict[str, Any] = image.container_config if image is not None else {}
+    if image is not None:
+        from .image_run import command_for
+
+        command = command_for(image_cfg, opts.command, opts.entrypoint)
+    else:
+        command = list(opts.command)
+    if not command:
         raise UserError("no command specified")
     network = _check_network(opts.network)
     if opts.hostname:
@@ -243,7 +270,7 @@ def build_spec(
     else:
         hostname = default_hostname(container_id)
     name = validate_name(opts.name) if opts.name is not None else None
-    cwd = _check_workdir(opts.workdir)
+    cwd = _check_workdir(opts.workdir or image_cfg.get("WorkingDir") or None)
     capabilities = caps.resolve_capabilities(
         opts.cap_add, opts.cap_drop, privileged=opts.privileged
     )
@@ -255,8 +282,15 @@ def build_spec(
         read_only=opts.read_only,
         privileged=opts.privileged,
     )
-    rootfs = resolve_rootfs(opts.rootfs)
-    user = users.lookup_user(rootfs, opts.user)
+    if image is None:
+        rootfs = resolve_rootfs(opts.rootfs)
+        user = users.lookup_user(rootfs, opts.user)
+    else:
+        rootfs = os.path.join(container_dir, "rootfs")
+        user_spec = opts.user or image_cfg.get("User") or None
+        user = users.resolve_user(
+            user_spec, image.read_text("/etc/passwd"), image.read_text("/etc/group")
+        )
     env = environment.build_env(
         hostname=hostname,
         tty=opts.tty,
@@ -264,6 +298,7 @@ def build_spec(
         env=opts.env,
         env_files=opts.env_files,
         environ=environ,
+        image_env=image_cfg.get("Env") or (),
     )
 
     linux: dict[str, Any] = {
@@ -285,7 +320,7 @@ def build_spec(
                 "gid": user.gid,
                 "additionalGids": list(user.additional_gids),
             },
-            "args": list(opts.command),
+            "args": command,
             "env": env,
             "cwd": cwd,
             "capabilities": {
@@ -302,6 +337,16 @@ def build_spec(
         "mounts": all_mounts,
         "linux": linux,
     }
+    annotations: dict[str, str] = {}
     if name is not None:
-        spec["annotations"] = {ANNOTATION_NAME: name}
+        annotations[ANNOTATION_NAME] = name
+    if image is not None:
+        annotations[ANNOTATION_IMAGE] = image.image_id
+        stop_signal = image_cfg.get("StopSignal")
+        if stop_signal:
+            annotations[ANNOTATION_STOP_SIGNAL] = str(stop_signal)
+        for key, value in (image_cfg.get("Labels") or {}).items():
+            annotations.setdefault(str(key), str(value))
+    if annotations:
+        spec["annotations"] = annotations
     return spec
