@@ -61,7 +61,8 @@ pub fn run(init: &InitImage, config: &str, bundle: &Path, launch: Launch, opts: 
         .map_err(|e| Error::os("signalfd", e as i32))?;
     // The terminal is sized and raw before the program starts: it may ask
     // for its size (or print) right away.
-    let terminal = crate::spec::Spec::from_json(config)?.process.is_some_and(|p| p.terminal);
+    let spec = crate::spec::Spec::from_json(config)?;
+    let terminal = spec.process.as_ref().is_some_and(|p| p.terminal);
     let mut launch = launch;
     let _raw = if terminal {
         launch.console_size = caller_size();
@@ -69,7 +70,7 @@ pub fn run(init: &InitImage, config: &str, bundle: &Path, launch: Launch, opts: 
     } else {
         None
     };
-    let mut child = spawn::spawn(init, config, bundle, &launch)?;
+    let mut child = spawn::spawn_spec(init, &spec, config, bundle, &launch)?;
     let result = supervise(&mut child, &sigfd, opts);
     if result.is_err() {
         let _ = child.kill(libc::SIGKILL);

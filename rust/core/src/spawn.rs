@@ -183,15 +183,19 @@ pub fn rootfs_path(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
 /// Returns once the user program is being exec'd.  On any error the child
 /// is killed and reaped: all of its mounts and namespaces go with it.
 pub fn spawn(init: &InitImage, config: &str, bundle: &Path, launch: &Launch) -> Result<Child> {
-    let spec = Spec::from_json(config)?;
+    spawn_spec(init, &Spec::from_json(config)?, config, bundle, launch)
+}
+
+/// [`spawn`] for a caller that has parsed `config` into `spec` already.
+pub fn spawn_spec(init: &InitImage, spec: &Spec, config: &str, bundle: &Path, launch: &Launch) -> Result<Child> {
     spec.validate_for_run()?;
-    let rootfs = rootfs_path(&spec, bundle)?;
+    let rootfs = rootfs_path(spec, bundle)?;
     if let Some(ov) = &launch.overlay {
         if ov.lower.is_empty() {
             return Err(Error::msg("overlay", "no lower layers"));
         }
     }
-    let flags = crate::namespaces::clone_flags(&spec)?;
+    let flags = crate::namespaces::clone_flags(spec)?;
     let new_user = flags.contains(CloneFlags::CLONE_NEWUSER);
     let request = serde_json::to_vec(&Request {
         config: config.to_owned(),
@@ -241,7 +245,7 @@ pub fn spawn(init: &InitImage, config: &str, bundle: &Path, launch: &Launch) -> 
     };
     drop(child_sock);
     let mut child = Child { pid, pidfd, master: None, exit: None };
-    match handshake(&mut child, parent_sock.as_fd(), &request, &spec, new_user) {
+    match handshake(&mut child, parent_sock.as_fd(), &request, spec, new_user) {
         Ok(()) => Ok(child),
         Err(e) => {
             let _ = child.kill(libc::SIGKILL);
