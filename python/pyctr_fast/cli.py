@@ -122,9 +122,7 @@ def options_from_run_args(args: Sequence[str]) -> tuple[RunOptions | None, Parse
     image = None
     if not rootfs:
         if not rest:
-            raise UserError(
-                f"\"run\" requires --rootfs DIR or an image; see '{PROG} run --help'"
-            )
+            raise UserError(f"\"run\" requires --rootfs DIR or an image; see '{PROG} run --help'")
         image, rest = rest[0], rest[1:]
     elif not rest:
         raise UserError(f"\"run\" requires a command to run; see '{PROG} run --help'")
