@@ -124,14 +124,14 @@ def pull_image(
     progress = Progress(stream, tty)
     if announce_default_tag and bare.tag is None and bare.digest is None:
         progress.message("Using default tag: latest")
-    if client is None:
-        from .auth import CredentialStore
-        from .registry import RegistryClient
+    from .config import load_config
 
-        client = RegistryClient(credentials=CredentialStore())
-    manifest = client.get_manifest(ref, platform=platform or None)
+    config = load_config()
+    if client is None:
+        client = config.client()
+    source, manifest = _first_answering(client, config.sources(ref), platform)
     progress.message(f"{ref.digest or ref.tag}: Pulling from {ref.path}")
-    image_id, had = _ingest(store, client, ref, manifest, workers, progress)
+    image_id, had = _ingest(store, client, ref, source, manifest, workers, progress)
     progress.message(f"Digest: {manifest.index_digest or manifest.digest}")
     if had:
         progress.message(f"Status: Image is up to date for {ref.familiar}")
@@ -140,10 +140,25 @@ def pull_image(
     return image_id
 
 
+def _first_answering(
+    client: Any, sources: list[Reference], platform: str | None
+) -> tuple[Reference, Any]:
+    """The manifest from the first source (mirrors first) that serves it."""
+    from .errors import UserError
+
+    for source in sources[:-1]:
+        try:
+            return source, client.get_manifest(source, platform=platform or None)
+        except (UserError, OSError):
+            continue  # a mirror that fails is skipped, as Docker does
+    return sources[-1], client.get_manifest(sources[-1], platform=platform or None)
+
+
 def _ingest(
     store: Store,
     client: Any,
     ref: Reference,
+    source: Reference,
     manifest: Any,
     workers: int,
     progress: Progress,
@@ -159,7 +174,7 @@ def _ingest(
             config_bytes = store.read_blob(config_desc.digest)
         else:
             path = os.path.join(staging, "config")
-            client.fetch_blob(ref, config_desc, path)
+            client.fetch_blob(source, config_desc, path)
             with open(path, "rb") as f:
                 config_bytes = f.read()
     finally:
@@ -167,7 +182,7 @@ def _ingest(
 
     def fetcher(desc: Any) -> Any:
         def fetch(dest: str, progress_cb: Any) -> str:
-            client.fetch_blob(ref, desc, dest, progress=progress_cb)
+            client.fetch_blob(source, desc, dest, progress=progress_cb)
             digest: str = desc.digest
             return digest
 
