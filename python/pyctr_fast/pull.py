@@ -147,10 +147,15 @@ def _first_answering(
     from .errors import UserError
 
     for source in sources[:-1]:
+        # A mirror gets one try, as with Docker: a dead one must not cost
+        # the whole backoff schedule before the next source is asked.
+        retries, client.max_retries = client.max_retries, 0
         try:
             return source, client.get_manifest(source, platform=platform or None)
         except (UserError, OSError):
-            continue  # a mirror that fails is skipped, as Docker does
+            continue
+        finally:
+            client.max_retries = retries
     return sources[-1], client.get_manifest(sources[-1], platform=platform or None)
 
 
