@@ -9,6 +9,7 @@
 //! nothing outside the layer directory is created, changed or removed.  The
 //! `tar` crate is used only to parse headers.
 
+use std::collections::HashMap;
 use std::ffi::{CString, OsStr, OsString};
 use std::io::{self, BufReader, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
@@ -97,6 +98,9 @@ pub fn extract_file(blob: &Path, dest: &Path, media_type: &str) -> Result<Extrac
     let compression = Compression::detect(media_type, &magic);
     let root = open_dir(dest)?;
     let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<Vec<u8>>>(16);
+    // Spent chunks go back to the producer, so the ~1000 chunks of a large
+    // layer reuse a handful of allocations instead of mapping fresh memory.
+    let (back_tx, back_rx) = std::sync::mpsc::channel::<Vec<u8>>();
     let producer = std::thread::Builder::new()
         .name("pyctr-inflate".into())
         .spawn(move || -> io::Result<(String, u64)> {
@@ -107,7 +111,8 @@ pub fn extract_file(blob: &Path, dest: &Path, media_type: &str) -> Result<Extrac
             };
             let mut hashing = Hashing { inner: stream, hash: Sha256::new(), size: 0 };
             loop {
-                let mut chunk = vec![0u8; 1 << 20];
+                let mut chunk = back_rx.try_recv().unwrap_or_default();
+                chunk.resize(CHUNK, 0);
                 let mut filled = 0;
                 while filled < chunk.len() {
                     match hashing.read(&mut chunk[filled..]) {
@@ -132,16 +137,30 @@ pub fn extract_file(blob: &Path, dest: &Path, media_type: &str) -> Result<Extrac
             Ok((format!("sha256:{:x}", hashing.hash.finalize()), hashing.size))
         })
         .map_err(|e| io_err("start inflate thread", e))?;
-    let consumed = extract_entries(ChannelReader { rx, current: Vec::new(), pos: 0 }, root.as_fd());
+    let consumed = extract_entries(ChannelReader { rx, back: back_tx, current: Vec::new(), pos: 0 }, root.as_fd());
     let produced = producer.join().map_err(|_| Error::msg("extract", "inflate thread panicked"))?;
     consumed?;
     let (diff_id, size) = produced.map_err(|e| io_err("decompress layer", e))?;
+    sync_layer(dest)?;
     Ok(Extracted { diff_id, size })
+}
+
+/// One syncfs for the whole layer, before the caller marks it complete: a
+/// layer in the store must survive a crash, and one flush per layer costs far
+/// less than one per file.
+fn sync_layer(dest: &Path) -> Result<()> {
+    let dir = std::fs::File::open(dest).map_err(|e| io_err("sync layer", e).with_path(dest.to_string_lossy()))?;
+    // SAFETY: syncfs on a descriptor we own.
+    if unsafe { libc::syncfs(dir.as_raw_fd()) } != 0 {
+        return Err(Error::last_os("sync layer").with_path(dest.to_string_lossy()));
+    }
+    Ok(())
 }
 
 /// Reads the chunks a producer thread sends.
 struct ChannelReader {
     rx: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
+    back: std::sync::mpsc::Sender<Vec<u8>>,
     current: Vec<u8>,
     pos: usize,
 }
@@ -151,7 +170,10 @@ impl Read for ChannelReader {
         while self.pos == self.current.len() {
             match self.rx.recv() {
                 Ok(Ok(chunk)) => {
-                    self.current = chunk;
+                    let spent = std::mem::replace(&mut self.current, chunk);
+                    if spent.capacity() >= CHUNK {
+                        let _ = self.back.send(spent);
+                    }
                     self.pos = 0;
                 }
                 Ok(Err(e)) => return Err(e),
@@ -188,7 +210,7 @@ pub fn extract(stream: impl Read, root: BorrowedFd<'_>) -> Result<Extracted> {
 fn extract_entries(mut stream: impl Read, root: BorrowedFd<'_>) -> Result<()> {
     {
         let mut archive = tar::Archive::new(&mut stream);
-        let mut layer = Layer { root, cached: None, dir_times: Vec::new() };
+        let mut layer = Layer { root, cached: HashMap::new(), dir_times: Vec::new(), buf: vec![0u8; COPY_BUF] };
         let entries = archive.entries().map_err(|e| io_err("read tar", e))?;
         for entry in entries {
             let mut entry = entry.map_err(|e| io_err("read tar", e))?;
@@ -235,13 +257,24 @@ fn last_errno() -> i32 {
     io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
 }
 
+/// Decompressed data travels between the threads in chunks of this size.
+const CHUNK: usize = 1 << 20;
+
+/// How many open parent directories a layer keeps.
+const DIR_CACHE: usize = 256;
+
+/// File content is copied through one buffer of this size per layer.
+const COPY_BUF: usize = 128 * 1024;
+
 struct Layer<'a> {
     root: BorrowedFd<'a>,
-    /// The parent directory of the previous entry: consecutive entries
-    /// usually share it.
-    cached: Option<(Vec<OsString>, OwnedFd)>,
+    /// Open parent directories by path: entries come grouped by directory,
+    /// and a tar walk returns to a parent after each subdirectory.
+    cached: HashMap<Vec<OsString>, OwnedFd>,
     /// Directory mtimes, set last (creating children changes them).
     dir_times: Vec<(Vec<OsString>, i64)>,
+    /// The copy buffer, reused for every file.
+    buf: Vec<u8>,
 }
 
 /// Metadata of one entry, with PAX overrides applied.
@@ -289,13 +322,15 @@ impl Layer<'_> {
     /// The directory `parts` inside the layer, created (0755, root) where
     /// missing; no symlink may appear on the way.
     fn dir(&mut self, parts: &[OsString], entry: &str) -> Result<BorrowedFd<'_>> {
-        let hit = matches!(&self.cached, Some((p, _)) if p.as_slice() == parts);
-        if !hit {
+        if !self.cached.contains_key(parts) {
             let fd = self.resolve_dir(parts, entry)?;
-            self.cached = Some((parts.to_vec(), fd));
+            if self.cached.len() >= DIR_CACHE {
+                self.cached.clear();
+            }
+            self.cached.insert(parts.to_vec(), fd);
         }
-        match &self.cached {
-            Some((_, fd)) => Ok(fd.as_fd()),
+        match self.cached.get(parts) {
+            Some(fd) => Ok(fd.as_fd()),
             None => Err(Error::msg("extract", "internal: no directory").with_path(entry)),
         }
     }
@@ -360,15 +395,13 @@ impl Layer<'_> {
         let cname = cstr(&name)?;
         let dir_fd = self.dir(&parts, &entry_name)?;
         let dir = dir_fd.as_raw_fd();
-        let replaced = prepare_slot(dir_fd, &cname, kind == EntryType::Directory, &entry_name)?;
+        let mut replaced = false;
         let mut dir_time = None;
         match kind {
             EntryType::Directory => {
                 // SAFETY: single component under an in-layer directory fd.
-                let rc = unsafe { libc::mkdirat(dir, cname.as_ptr(), 0o700) };
-                if rc != 0 && last_errno() != libc::EEXIST {
-                    return Err(Error::os("extract", last_errno()).with_path(&entry_name));
-                }
+                replaced =
+                    make(dir_fd, &cname, true, &entry_name, || unsafe { libc::mkdirat(dir, cname.as_ptr(), 0o700) })?;
                 let d = openat2(dir_fd, &name_str, libc::O_RDONLY | libc::O_DIRECTORY, 0, IN_LAYER)
                     .map_err(|e| Error::os("extract", e).with_path(&entry_name))?;
                 apply_fd(d.as_fd(), &meta, &entry_name, false)?;
@@ -376,22 +409,23 @@ impl Layer<'_> {
                 dir_time = Some((parts, meta.mtime));
             }
             EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
-                // SAFETY: single component under an in-layer directory fd; O_EXCL
-                // and O_NOFOLLOW never reuse or follow an existing name.
-                let fd = unsafe {
-                    libc::openat(
-                        dir,
-                        cname.as_ptr(),
-                        libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-                        0o600,
-                    )
-                };
-                if fd < 0 {
-                    return Err(Error::os("extract", last_errno()).with_path(&entry_name));
-                }
+                let mut fd = -1;
+                replaced = make(dir_fd, &cname, false, &entry_name, || {
+                    // SAFETY: single component under an in-layer directory fd;
+                    // O_EXCL and O_NOFOLLOW never reuse or follow an existing name.
+                    fd = unsafe {
+                        libc::openat(
+                            dir,
+                            cname.as_ptr(),
+                            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                            0o600,
+                        )
+                    };
+                    fd.min(0)
+                })?;
                 // SAFETY: fresh descriptor, owned from here on.
                 let mut file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
-                copy(entry, &mut file).map_err(|e| io_err("extract", e).with_path(&entry_name))?;
+                copy(entry, &mut file, &mut self.buf).map_err(|e| io_err("extract", e).with_path(&entry_name))?;
                 apply_fd(file.as_fd(), &meta, &entry_name, true)?;
             }
             EntryType::Symlink => {
@@ -402,9 +436,9 @@ impl Layer<'_> {
                     .map_err(|_| Error::msg("extract", "NUL byte in link target").with_path(&entry_name))?;
                 // SAFETY: creating a link name under an in-layer directory fd;
                 // the target is stored, never followed.
-                if unsafe { libc::symlinkat(target.as_ptr(), dir, cname.as_ptr()) } != 0 {
-                    return Err(Error::os("extract", last_errno()).with_path(&entry_name));
-                }
+                replaced = make(dir_fd, &cname, false, &entry_name, || unsafe {
+                    libc::symlinkat(target.as_ptr(), dir, cname.as_ptr())
+                })?;
                 apply_at(dir_fd, &cname, &meta, &entry_name, true)?;
             }
             EntryType::Link => {
@@ -425,14 +459,12 @@ impl Layer<'_> {
                     },
                 )?;
                 let dir_fd = self.dir(&parts, &entry_name)?;
+                let dir = dir_fd.as_raw_fd();
                 // SAFETY: links the inode behind `src` (inside the layer) to a
                 // single new name under an in-layer directory fd.
-                let rc = unsafe {
-                    libc::linkat(src.as_raw_fd(), c"".as_ptr(), dir_fd.as_raw_fd(), cname.as_ptr(), libc::AT_EMPTY_PATH)
-                };
-                if rc != 0 {
-                    return Err(Error::os("extract", last_errno()).with_path(&entry_name));
-                }
+                replaced = make(dir_fd, &cname, false, &entry_name, || unsafe {
+                    libc::linkat(src.as_raw_fd(), c"".as_ptr(), dir, cname.as_ptr(), libc::AT_EMPTY_PATH)
+                })?;
             }
             EntryType::Char | EntryType::Block | EntryType::Fifo => {
                 let h = entry.header();
@@ -444,9 +476,9 @@ impl Layer<'_> {
                 };
                 let dev = libc::makedev(major.unwrap_or(0), minor.unwrap_or(0));
                 // SAFETY: single component under an in-layer directory fd.
-                if unsafe { libc::mknodat(dir, cname.as_ptr(), fmt | 0o600, dev) } != 0 {
-                    return Err(Error::os("extract", last_errno()).with_path(&entry_name));
-                }
+                replaced = make(dir_fd, &cname, false, &entry_name, || unsafe {
+                    libc::mknodat(dir, cname.as_ptr(), fmt | 0o600, dev)
+                })?;
                 apply_at(dir_fd, &cname, &meta, &entry_name, false)?;
             }
             // Global/extended headers are consumed by the parser; anything
@@ -455,7 +487,7 @@ impl Layer<'_> {
         }
         if replaced {
             // What the cache holds may have been the replaced directory.
-            self.cached = None;
+            self.cached.clear();
         }
         if let Some(t) = dir_time {
             self.dir_times.push(t);
@@ -464,7 +496,7 @@ impl Layer<'_> {
     }
 
     fn finish(&mut self) -> Result<()> {
-        self.cached = None;
+        self.cached.clear();
         for (parts, mtime) in std::mem::take(&mut self.dir_times).into_iter().rev() {
             if let Ok(d) = openat2(self.root, &join(&parts), libc::O_RDONLY | libc::O_DIRECTORY, 0, IN_LAYER) {
                 set_times(d.as_fd(), None, mtime, false);
@@ -478,11 +510,10 @@ fn symlink_in_path(entry: &str) -> Error {
     Error::msg("extract", "entry path runs through a symlink").with_path(entry)
 }
 
-/// Copy file content with a large buffer.
-fn copy<R: Read>(from: &mut R, to: &mut std::fs::File) -> io::Result<()> {
-    let mut buf = vec![0u8; 128 * 1024];
+/// Copy file content through `buf`.
+fn copy<R: Read>(from: &mut R, to: &mut std::fs::File, buf: &mut [u8]) -> io::Result<()> {
     loop {
-        let n = match from.read(&mut buf) {
+        let n = match from.read(buf) {
             Ok(0) => return Ok(()),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -490,6 +521,34 @@ fn copy<R: Read>(from: &mut R, to: &mut std::fs::File) -> io::Result<()> {
         };
         to.write_all(&buf[..n])?;
     }
+}
+
+/// Run `create` (a `*at` call returning < 0 on failure) for the entry
+/// `name`; if the name is taken, make room ([`prepare_slot`]) and run it
+/// again.  An existing directory stays when the new entry is a directory.
+/// Returns whether something was removed.
+fn make(
+    dir: BorrowedFd<'_>,
+    name: &CString,
+    new_is_dir: bool,
+    entry: &str,
+    mut create: impl FnMut() -> libc::c_int,
+) -> Result<bool> {
+    if create() >= 0 {
+        return Ok(false);
+    }
+    let errno = last_errno();
+    if errno != libc::EEXIST {
+        return Err(Error::os("extract", errno).with_path(entry));
+    }
+    let replaced = prepare_slot(dir, name, new_is_dir, entry)?;
+    if new_is_dir && !replaced {
+        return Ok(false);
+    }
+    if create() < 0 {
+        return Err(Error::os("extract", last_errno()).with_path(entry));
+    }
+    Ok(replaced)
 }
 
 /// Make room for a new entry called `name`: an existing directory stays if
