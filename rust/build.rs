@@ -36,7 +36,9 @@ fn main() {
     ] {
         cmd.env_remove(var);
     }
-    cmd.env("CARGO_ENCODED_RUSTFLAGS", "-Ctarget-feature=+crt-static");
+    // Static and not position-independent: exec maps it and jumps in, with no
+    // dynamic loader and no self-relocation on every container start.
+    cmd.env("CARGO_ENCODED_RUSTFLAGS", "-Ctarget-feature=+crt-static\x1f-Crelocation-model=static");
     let status = cmd.status().expect("run cargo to build pyctr-init");
     assert!(status.success(), "building pyctr-init failed");
     let bin = target_dir.join(&target).join("init").join("pyctr-init");

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 
+from . import trace  # first: the trace origin is the CLI's import
 from .errors import UserError
 from .flags import BOOL, LIST, VALUE, Flag, ParsedFlags, format_flags, parse_flags
 
@@ -214,6 +215,7 @@ def _dispatch(command: str, args: Sequence[str], root: str | None) -> int:
 
 
 def _main(argv: Sequence[str]) -> int:
+    trace.mark("python: cli imported")
     try:
         parsed, rest = parse_flags(argv, GLOBAL_FLAGS)
         if parsed.flag("version"):

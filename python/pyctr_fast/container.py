@@ -12,7 +12,7 @@ import errno
 import os
 import sys
 
-from . import compact_json, etcfiles
+from . import compact_json, etcfiles, trace
 from .errors import UserError
 from .spec import RunOptions, build_spec, new_container_id
 
@@ -159,12 +159,16 @@ def run_container(
         return _run_image(opts, state_root, cid, bundle, forward_signals, environ)
     spec = build_spec(opts, container_id=cid, container_dir=bundle, environ=environ)
     config = compact_json.dumps(spec)
+    trace.mark("python: spec built")
     _make_dir(bundle)
     try:
         etcfiles.write_etc_files(bundle, spec["hostname"], opts.network)
+        trace.mark("python: container dir and /etc files written")
         return _native.run(config, bundle, stdin=opts.interactive, forward_signals=forward_signals)
     finally:
+        trace.mark("python: container exited")
         _remove_dir(bundle)
+        trace.mark("python: container dir removed")
 
 
 def _run_image(
@@ -209,25 +213,20 @@ def _run_image(
         "work": os.path.join(bundle, "work"),
         "volatile": opts.remove,
     }
+    trace.mark("python: image resolved, spec built, container dir made")
     try:
         etcfiles.write_etc_files(bundle, spec["hostname"], opts.network)
-        try:
-            return _native.run(
-                config,
-                bundle,
-                stdin=opts.interactive,
-                forward_signals=forward_signals,
-                overlay=overlay,
-            )
-        except TypeError as err:
-            if "overlay" not in str(err):
-                raise
-            raise UserError(
-                "this build of pyctr_fast._native cannot run images (no overlay support): "
-                "rebuild it with `pip install -e .`"
-            ) from None
+        return _native.run(
+            config,
+            bundle,
+            stdin=opts.interactive,
+            forward_signals=forward_signals,
+            overlay=overlay,
+        )
     finally:
+        trace.mark("python: container exited")
         _remove_dir(bundle)
+        trace.mark("python: container dir removed")
 
 
 def run_from_cli(opts: RunOptions, root: str | None) -> int:

@@ -9,6 +9,7 @@ use std::path::Path;
 use crate::errors::{Error, Result};
 use crate::proto::{self, Request};
 use crate::spec::Spec;
+use crate::trace::Marks;
 use crate::{namespaces, process, rootfs};
 
 /// Exit status of an init that failed (the parent has the real error).
@@ -55,6 +56,8 @@ fn run(sock: BorrowedFd<'_>) -> Result<std::convert::Infallible> {
     let (rec, _) = proto::recv_record(sock)?.ok_or_else(|| Error::msg("init", "parent went away"))?;
     let req: Request =
         serde_json::from_slice(&rec).map_err(|e| Error::msg("init", format!("bad request from parent: {e}")))?;
+    let mut marks = Marks::new(req.trace);
+    marks.mark("init: request received");
     let spec = Spec::from_json(&req.config)?;
     let process = spec.validate_for_run()?;
     namespaces::join_by_path(&spec)?;
@@ -77,8 +80,10 @@ fn run(sock: BorrowedFd<'_>) -> Result<std::convert::Infallible> {
     if spec.namespace("mount").is_none() {
         return Err(Error::msg("spec", "a mount namespace is required"));
     }
+    marks.mark("init: hostname, loopback");
     let root = rootfs::enter(&spec, &req.rootfs, req.overlay.as_ref())?;
-    rootfs::populate(root.as_fd(), &spec, Path::new(&req.bundle), !new_user)?;
+    marks.mark("init: rootfs in place (overlay or bind)");
+    rootfs::populate(root.as_fd(), &spec, Path::new(&req.bundle), !new_user, &mut marks)?;
     if !process.cwd.is_empty() {
         // Docker creates a missing working directory.
         crate::sys::create_in_root(root.as_fd(), &process.cwd, crate::sys::Kind::Dir)?;
@@ -88,6 +93,7 @@ fn run(sock: BorrowedFd<'_>) -> Result<std::convert::Infallible> {
             .map_err(|e| Error::os("oom_score_adj", e))?;
     }
     rootfs::pivot(root, &spec)?;
+    marks.mark("init: pivot_root");
 
     process::set_rlimits(&process.rlimits)?;
     if process.terminal {
@@ -98,5 +104,6 @@ fn run(sock: BorrowedFd<'_>) -> Result<std::convert::Infallible> {
     process::switch_user(process)?;
     process::enter_cwd(&process.cwd)?;
     let path = process::lookup(&process.args[0], &process.env)?;
-    Err(process::exec(&path, &process.args, &process.env, std::os::fd::AsRawFd::as_raw_fd(&sock)))
+    marks.mark("init: process set up (rlimits, tty, user, caps, cwd, lookup)");
+    Err(process::exec(&path, &process.args, &process.env, std::os::fd::AsRawFd::as_raw_fd(&sock), &marks))
 }

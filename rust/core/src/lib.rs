@@ -22,5 +22,6 @@ pub mod rootfs;
 pub mod spawn;
 pub mod spec;
 pub mod sys;
+pub mod trace;
 
 pub use errors::{Error, Result};

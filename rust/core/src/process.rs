@@ -204,7 +204,7 @@ pub fn lookup(name: &str, env: &[String]) -> Result<String> {
 
 /// Close every inherited descriptor at exec, then execve.  Returns only on
 /// failure.
-pub fn exec(path: &str, args: &[String], env: &[String], sock: RawFd) -> Error {
+pub fn exec(path: &str, args: &[String], env: &[String], sock: RawFd, marks: &crate::trace::Marks) -> Error {
     let to_c = |v: &[String]| v.iter().map(|s| CString::new(s.as_bytes())).collect::<std::result::Result<Vec<_>, _>>();
     let (Ok(cpath), Ok(cargs), Ok(cenv)) = (CString::new(path), to_c(args), to_c(env)) else {
         return Error::msg("execve", "argument or environment contains a NUL byte").with_path(path);
@@ -214,7 +214,11 @@ pub fn exec(path: &str, args: &[String], env: &[String], sock: RawFd) -> Error {
     }
     // SAFETY: `sock` is our own descriptor, owned by the init until exec.
     let sockfd = unsafe { BorrowedFd::borrow_raw(sock) };
-    if let Err(e) = proto::send_record(sockfd.as_fd(), &[proto::EXEC]) {
+    let mut record = vec![proto::EXEC];
+    if marks.enabled {
+        record.extend(serde_json::to_vec(&marks.marks).unwrap_or_default());
+    }
+    if let Err(e) = proto::send_record(sockfd.as_fd(), &record) {
         return e;
     }
     match nix::unistd::execve(&cpath, &cargs, &cenv) {

@@ -48,6 +48,9 @@ pub struct Request {
     /// The caller's terminal size (rows, cols), set on the pty before exec.
     #[serde(default)]
     pub console_size: Option<(u16, u16)>,
+    /// Record start-path timestamps and send them with `EXEC`.
+    #[serde(default)]
+    pub trace: bool,
 }
 
 /// Encode an error record: tag, errno (le i32), then step, path, detail as

@@ -58,10 +58,17 @@ pub fn enter(spec: &Spec, rootfs: &str, overlay: Option<&Overlay>) -> Result<Own
 }
 
 /// Everything between the rootfs bind and pivot_root.
-pub fn populate(root: BorrowedFd<'_>, spec: &Spec, bundle: &Path, privileged_devices: bool) -> Result<()> {
+pub fn populate(
+    root: BorrowedFd<'_>,
+    spec: &Spec,
+    bundle: &Path,
+    privileged_devices: bool,
+    marks: &mut crate::trace::Marks,
+) -> Result<()> {
     for m in &spec.mounts {
         mounts::mount_one(root, m, bundle)?;
     }
+    marks.mark("init: spec mounts");
     let mut devices: Vec<Device> = DEFAULT_DEVICES
         .iter()
         .map(|(name, major, minor)| Device {
@@ -79,15 +86,18 @@ pub fn populate(root: BorrowedFd<'_>, spec: &Spec, bundle: &Path, privileged_dev
         create_device(root, dev, privileged_devices)?;
     }
     dev_links(root, spec)?;
+    marks.mark("init: devices and /dev links");
     for (key, value) in &spec.linux().sysctl {
         let path = format!("/proc/sys/{}", key.replace('.', "/"));
         let fd = openat2_in_root(root, &path, libc::O_WRONLY, 0).map_err(|e| Error::os("sysctl", e).with_path(key))?;
         nix::unistd::write(&fd, value.as_bytes()).map_err(|e| Error::os("sysctl", e as i32).with_path(key))?;
     }
     mask_paths(root, &spec.linux().masked_paths)?;
+    marks.mark("init: sysctls, masked paths");
     for path in &spec.linux().readonly_paths {
         readonly_path(root, path)?;
     }
+    marks.mark("init: readonly paths");
     Ok(())
 }
 

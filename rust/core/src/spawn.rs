@@ -188,6 +188,8 @@ pub fn spawn(init: &InitImage, config: &str, bundle: &Path, launch: &Launch) -> 
 
 /// [`spawn`] for a caller that has parsed `config` into `spec` already.
 pub fn spawn_spec(init: &InitImage, spec: &Spec, config: &str, bundle: &Path, launch: &Launch) -> Result<Child> {
+    let mut marks = crate::trace::Marks::new(crate::trace::requested());
+    marks.mark("engine: spawn");
     spec.validate_for_run()?;
     let rootfs = rootfs_path(spec, bundle)?;
     if let Some(ov) = &launch.overlay {
@@ -203,6 +205,7 @@ pub fn spawn_spec(init: &InitImage, spec: &Spec, config: &str, bundle: &Path, la
         bundle: bundle.to_string_lossy().into_owned(),
         overlay: launch.overlay.clone(),
         console_size: launch.console_size,
+        trace: marks.enabled,
     })
     .map_err(|e| Error::msg("spawn", e.to_string()))?;
 
@@ -244,9 +247,15 @@ pub fn spawn_spec(init: &InitImage, spec: &Spec, config: &str, bundle: &Path, la
         Ok(Forked::Parent { pid, pidfd }) => (pid, pidfd),
     };
     drop(child_sock);
+    marks.mark("engine: clone3 returned");
     let mut child = Child { pid, pidfd, master: None, exit: None };
     match handshake(&mut child, parent_sock.as_fd(), &request, spec, new_user) {
-        Ok(()) => Ok(child),
+        Ok(init_marks) => {
+            marks.marks.extend(init_marks);
+            marks.mark("engine: program exec'd (socket closed)");
+            marks.report();
+            Ok(child)
+        }
         Err(e) => {
             let _ = child.kill(libc::SIGKILL);
             let _ = child.wait();
@@ -312,17 +321,28 @@ unsafe fn fail_child(sock: RawFd, record: &mut [u8]) -> ! {
     libc::_exit(crate::init::FAILED)
 }
 
-fn handshake(child: &mut Child, sock: BorrowedFd<'_>, request: &[u8], spec: &Spec, new_user: bool) -> Result<()> {
+/// Returns the init's trace marks, if it sent any.
+fn handshake(
+    child: &mut Child,
+    sock: BorrowedFd<'_>,
+    request: &[u8],
+    spec: &Spec,
+    new_user: bool,
+) -> Result<Vec<(String, u64)>> {
     if new_user {
         write_id_maps(child.pid, spec)?;
         proto::send_record(sock, &[proto::GO])?;
     }
     proto::send_record(sock, request)?;
     let mut exec_reached = false;
+    let mut marks = Vec::new();
     while let Some((rec, fd)) = proto::recv_record(sock)? {
         match rec.first() {
             Some(&proto::MASTER) => child.master = fd,
-            Some(&proto::EXEC) => exec_reached = true,
+            Some(&proto::EXEC) => {
+                exec_reached = true;
+                marks = serde_json::from_slice(&rec[1..]).unwrap_or_default();
+            }
             Some(&proto::ERROR) => return Err(proto::decode_error(&rec)),
             _ => return Err(Error::msg("protocol", "unexpected record from pyctr-init")),
         }
@@ -334,5 +354,5 @@ fn handshake(child: &mut Child, sock: BorrowedFd<'_>, request: &[u8], spec: &Spe
         };
         return Err(Error::msg("init", format!("container init {how} before starting the program")));
     }
-    Ok(())
+    Ok(marks)
 }
