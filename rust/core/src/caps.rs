@@ -91,10 +91,9 @@ pub fn last_cap() -> u32 {
 
 /// Drop everything outside `bounding` from the bounding set.  Needs
 /// CAP_SETPCAP, so it runs before the uid change.
-pub fn drop_bounding(bounding: u64) -> Result<()> {
-    for cap in 0..=last_cap() {
+pub fn drop_bounding(bounding: u64, last: u32) -> Result<()> {
+    for cap in 0..=last {
         if bounding & (1u64 << cap) == 0 {
-            nix::sys::prctl::set_keepcaps(true).ok();
             // SAFETY: prctl with integer arguments only.
             let rc = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(cap), 0, 0, 0) };
             if rc != 0 {
@@ -111,13 +110,13 @@ pub fn drop_bounding(bounding: u64) -> Result<()> {
 }
 
 /// Apply effective/permitted/inheritable, then raise the ambient set.
-pub fn apply(sets: &Sets) -> Result<()> {
-    let known = if last_cap() >= 63 { u64::MAX } else { (1u64 << (last_cap() + 1)) - 1 };
+pub fn apply(sets: &Sets, last: u32) -> Result<()> {
+    let known = if last >= 63 { u64::MAX } else { (1u64 << (last + 1)) - 1 };
     sys::capset(sets.effective & known, sets.permitted & known, sets.inheritable & known)
         .map_err(|e| Error::os("capset", e))?;
     // SAFETY: prctl with integer arguments only.
     unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) };
-    for cap in 0..=last_cap() {
+    for cap in 0..=last {
         if sets.ambient & (1u64 << cap) != 0 {
             // SAFETY: prctl with integer arguments only.
             let rc = unsafe {

@@ -137,7 +137,8 @@ pub fn switch_user(p: &Process) -> Result<()> {
         Some(c) => caps::Sets::from_spec(c)?,
         None => caps::Sets::default(),
     };
-    caps::drop_bounding(sets.bounding)?;
+    let last = caps::last_cap();
+    caps::drop_bounding(sets.bounding, last)?;
     let groups: Vec<Gid> = p.user.additional_gids.iter().copied().map(Gid::from_raw).collect();
     match nix::unistd::setgroups(&groups) {
         Ok(()) => {}
@@ -153,7 +154,7 @@ pub fn switch_user(p: &Process) -> Result<()> {
     nix::unistd::setresuid(uid, uid, uid)
         .map_err(|e| Error::os("setresuid", e as i32).with_path(p.user.uid.to_string()))?;
     nix::sys::prctl::set_keepcaps(false).map_err(|e| Error::os("keepcaps", e as i32))?;
-    caps::apply(&sets)?;
+    caps::apply(&sets, last)?;
     if p.no_new_privileges {
         nix::sys::prctl::set_no_new_privs().map_err(|e| Error::os("no_new_privs", e as i32))?;
     }

@@ -114,9 +114,8 @@ fn create_device(root: BorrowedFd<'_>, dev: &Device, can_mknod: bool) -> Result<
         (Some(p), Some(n)) => (p.to_string_lossy(), n.to_string_lossy()),
         _ => return Err(Error::msg(step, "bad device path").with_path(&dev.path)),
     };
+    // An O_PATH directory fd serves the *at calls below as it is.
     let dir = create_in_root(root, &parent, Kind::Dir)?;
-    let dir = openat2_in_root(dir.as_fd(), ".", libc::O_DIRECTORY | libc::O_RDONLY, 0)
-        .map_err(|e| Error::os(step, e).with_path(&dev.path))?;
     let mode = Mode::from_bits_truncate(dev.file_mode.unwrap_or(0o666) & 0o7777);
     let rdev = makedev(dev.major as u64, dev.minor as u64);
     let made = if can_mknod {
