@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,51 @@ pytest_plugins = ["conftest_registry"]
 # No test may reach a registry off this machine (a pull of an image the test
 # did not push would otherwise go to Docker Hub): the engine refuses.
 os.environ["PYCTR_LOOPBACK_ONLY"] = "1"
+
+# Containers' cgroups go under a parent of this session's own (in every
+# hierarchy), so that the leak guard can tell ours apart and nothing touches
+# the real "pyctr-fast" parent; removed at the end of the session.
+CGROUP_PARENT = f"pyctr-fast-test-{os.getpid()}"
+os.environ["PYCTR_CGROUP_PARENT"] = CGROUP_PARENT
+
+
+def cgroup_parent_dirs() -> list[Path]:
+    """The session's parent group in every mounted cgroup hierarchy."""
+    found = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        left, _, right = line.partition(" - ")
+        if right.split()[:1] in (["cgroup"], ["cgroup2"]):
+            found.append(Path(left.split()[4]) / CGROUP_PARENT)
+    return found
+
+
+def leftover_cgroups() -> list[Path]:
+    """Container cgroups still present under the session's parent."""
+    return sorted(
+        child for d in cgroup_parent_dirs() if d.is_dir() for child in d.iterdir() if child.is_dir()
+    )
+
+
+def _rmdir_cgroup(path: Path) -> None:
+    for _ in range(100):
+        try:
+            path.rmdir()
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            time.sleep(0.02)  # still busy: its last process is being torn down
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cgroup_parent() -> Iterator[str]:
+    """The session's cgroup parent; removed (with anything left in it) at the end."""
+    yield CGROUP_PARENT
+    for child in leftover_cgroups():
+        _rmdir_cgroup(child)
+    for d in cgroup_parent_dirs():
+        if d.is_dir():
+            _rmdir_cgroup(d)
 
 
 @dataclass
@@ -94,6 +140,12 @@ def leak_guard(session_base: Path) -> Iterator[Guard]:
         if cdir.is_dir() and os.listdir(cdir):
             problems.append(f"per-container state left in {cdir}: {sorted(os.listdir(cdir))}")
             shutil.rmtree(cdir, ignore_errors=True)
+
+    cgroups_left = leftover_cgroups()
+    if cgroups_left:
+        problems.append(f"cgroups left: {[str(p) for p in cgroups_left]}")
+        for path in cgroups_left:
+            _rmdir_cgroup(path)
 
     new_default = _default_root_entries() - default_before
     if new_default:

@@ -37,6 +37,10 @@ def test_leaks_a_running_cli(engine):
     engine.popen("sleep", "97.531")
     engine.wait_for_container("97.531")
 
+def test_leaks_a_cgroup():
+    from conftest import cgroup_parent_dirs
+    (cgroup_parent_dirs()[0] / "leaky-cgroup-86420").mkdir(parents=True)
+
 def test_clean(engine):
     assert engine.run("true").returncode == 0
 """
@@ -69,7 +73,8 @@ def test_leak_guard_reports_and_cleans_every_kind_of_leak(tmp_path: Path) -> Non
         capture_output=True, text=True, timeout=100, check=False, cwd=inner,
     )  # fmt: skip
     out = res.stdout + res.stderr
-    assert "5 passed, 4 errors" in out, out
+    assert "6 passed, 5 errors" in out, out
+    assert "cgroups left" in out and "leaky-cgroup-86420" in out, out
     assert "container processes left running (killed)" in out and "98.765" in out, out
     assert "mounts left in the host mount namespace (detached)" in out, out
     assert "per-container state left in" in out and "0123456789ab" in out, out
@@ -79,3 +84,4 @@ def test_leak_guard_reports_and_cleans_every_kind_of_leak(tmp_path: Path) -> Non
     assert _alive_with("sleep 97.531") == []
     mounts = Path("/proc/self/mountinfo").read_text()
     assert str(tmp_path / "inner-tmp") not in mounts
+    assert list(Path("/sys/fs/cgroup").glob("*/pyctr-fast-test-*/leaky-cgroup-86420")) == []

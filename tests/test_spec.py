@@ -769,10 +769,22 @@ class _FakeNative:
         self.fail = fail
         self.calls: list[tuple[Any, ...]] = []
 
-    def run(self, config: str, bundle: str, *, stdin: bool, forward_signals: bool) -> int:
+    def run(
+        self,
+        config: str,
+        bundle: str,
+        *,
+        stdin: bool,
+        forward_signals: bool,
+        on_start: Any = None,
+    ) -> int:
         self.calls.append((json.loads(config), bundle, stdin, forward_signals, os.listdir(bundle)))
         if self.fail:
             raise self.ContainerError("execve /nope: No such file or directory")
+        on_start(os.getpid())  # the run path registers the "container" as running
+        with open(os.path.join(bundle, "state.json")) as f:
+            state = json.load(f)
+        self.calls.append(state)
         return 3
 
 
@@ -803,9 +815,16 @@ def test_run_writes_bundle_runs_and_leaves_nothing_under_root(
     assert os.path.dirname(bundle) == str(state / "containers")
     assert len(os.path.basename(bundle)) == 64
     assert spec["hostname"] == os.path.basename(bundle)[:12]
-    assert sorted(files) == ["hostname", "hosts", "resolv.conf"]
+    # Registered while it runs (state.json comes with the pid, from on_start).
+    assert sorted(files) == [
+        "config.json", "container.json", "hostname", "hosts", "resolv.conf", "supervisor.lock",
+    ]  # fmt: skip
     assert (stdin, forward) == (True, False)
-    assert list(state.iterdir()) == []
+    registered = fake_native.calls[1]
+    assert (registered["Status"], registered["Pid"]) == ("running", os.getpid())
+    # The container and its name are gone; only the empty names dir stays.
+    assert [p.name for p in state.iterdir()] == ["names"]
+    assert list((state / "names").iterdir()) == []
 
 
 def test_run_removes_the_bundle_when_the_container_fails_to_start(
@@ -814,7 +833,7 @@ def test_run_removes_the_bundle_when_the_container_fails_to_start(
     fake_native.fail = True
     state = tmp_path / "state"
     (state / "containers" / "other").mkdir(parents=True)
-    status = container.run_from_cli(RunOptions(rootfs, ["/nope"]), str(state))
+    status = container.run_from_cli(RunOptions(rootfs, ["/nope"], remove=True), str(state))
     assert status == 127
     assert capsys.readouterr().err == "pyctr-fast: execve /nope: No such file or directory\n"
     assert fake_native.calls[0][3] is True  # the CLI forwards signals

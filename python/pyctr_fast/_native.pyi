@@ -5,6 +5,7 @@ The contract between Python and Rust is the OCI runtime spec: Python builds a
 does I/O releases the GIL.
 """
 
+from collections.abc import Callable
 from typing import TypedDict
 
 __version__: str
@@ -67,6 +68,7 @@ def run(
     stdin: bool = True,
     forward_signals: bool = False,
     overlay: Overlay | None = None,
+    on_start: Callable[[int], None] | None = None,
 ) -> int:
     """Foreground run: spawn, then wait and return the Docker status.
 
@@ -78,7 +80,39 @@ def run(
     means the caller's input is not relayed.  With
     ``forward_signals`` SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2
     received by the calling process are forwarded to the container; use it only
-    from the main thread of a CLI."""
+    from the main thread of a CLI.  ``on_start(pid)`` is called (with the GIL,
+    briefly) with the container's host pid right after its program was exec'd,
+    before waiting; if it raises, the container is killed and reaped and the
+    exception propagates."""
+
+def exec_process(
+    config: str,
+    *,
+    cgroup_procs: list[str] = ...,
+    stdio: tuple[int, int, int] | None = None,
+    stdin: bool = True,
+    forward_signals: bool = False,
+    detach: bool = False,
+) -> int | Process:
+    """Start a process inside a running container (``docker exec``).
+
+    ``config`` is a spec whose ``process`` is the process to start and whose
+    ``linux.namespaces`` all carry paths (``/proc/<pid>/ns/<kind>``, the mount
+    namespace among them).  The pid namespace is joined for the child by the
+    caller's thread; the child runs pyctr-init from the sealed memfd (no host
+    file is executed), which opens every namespace file, joins them (user
+    first), then sets rlimits, a NEW pty from the container's /dev/ptmx when
+    ``process.terminal``, umask, user, capabilities, no_new_privs and cwd, and
+    execs.  The child is written into each ``cgroup_procs`` file before it
+    gets its request.  Without a terminal the process gets its own session.
+
+    Foreground (default): like :func:`run` (``stdin``, ``forward_signals``,
+    pty relay) and returns the Docker status.  ``detach=True``: returns a
+    :class:`Process` as soon as the program is exec'd.  ``stdio`` are host fds
+    for 0/1/2 (default: the caller's; foreground with ``stdin=False``: stdin
+    is /dev/null).  Raises ContainerError when the process cannot be started
+    (``step == "execve"`` with ENOENT/EACCES for a missing or non-executable
+    program)."""
 
 def read_file_in_root(root: str, path: str, limit: int = 1048576) -> bytes | None:
     """Read ``path`` resolved inside ``root`` as if ``root`` were ``/``
@@ -97,3 +131,42 @@ def extract_layer(blob: str, dest: str, media_type: str = "") -> tuple[str, int]
     the layer's diff id, for checking against the image config.  Releases the
     GIL, so layers extract in parallel from threads.  On error ``dest`` is
     left partially filled: the caller removes it."""
+
+class Supervised:
+    """A container started under its own supervisor (``pyctr-supervise``),
+    which is not a child of the caller and outlives it."""
+
+    @property
+    def pid(self) -> int:
+        """The container's pid (its init) on the host."""
+    @property
+    def supervisor_pid(self) -> int: ...
+    def wait(self, forward_signals: bool = False) -> int:
+        """Attached only: block (GIL released) until the supervisor reports the
+        container done for good (after restarts and ``--rm`` clean-up); return
+        Docker's status.  With ``forward_signals`` SIGINT, SIGTERM, SIGHUP,
+        SIGQUIT, SIGUSR1 and SIGUSR2 received meanwhile are sent to the
+        container (through a pidfd) and SIGWINCH to the supervisor (which
+        resizes the pty).  Raises ContainerError(step="supervisor") if the
+        supervisor dies first, or if the container was started detached.
+        Restores the caller's terminal if it was put in raw mode."""
+
+def supervisor_binary(root: str) -> str:
+    """Make sure ``<root>/bin/pyctr-supervise-<hash>`` (the embedded
+    ``pyctr-init`` bytes; the name changes with the build) exists and return
+    its path.  ``<root>/bin`` is created with mode 0700."""
+
+def start_supervisor(root: str, cdir: str, *, attach: bool = False) -> Supervised:
+    """Start the supervisor of the container in ``cdir`` (``config.json``,
+    ``launch.json``: see docs/lifecycle.md) through a double fork and return
+    once the container runs.
+
+    Detached, the supervisor's stdio is /dev/null; attached, it shares the
+    caller's 0, 1, 2, relays the container's output to them (and the caller's
+    input with ``stdin_open``), and :meth:`Supervised.wait` gives the exit
+    status.  Attached with a terminal and ``stdin_open``, the caller's terminal
+    (if stdin is one) is in raw mode until ``wait`` returns or the object is
+    dropped.  A container that cannot start raises ContainerError with the
+    step, errno and path of the failure (``state.json`` then holds ``Error``
+    and Docker's exit code: 127 command not found, 126 not executable, else
+    125); the supervisor has exited then and the caller owns the clean-up."""

@@ -19,7 +19,14 @@ if TYPE_CHECKING:
 
     from .spec import RunOptions
 
-__all__ = ["GLOBAL_FLAGS", "RUN_FLAGS", "main", "options_from_run_args", "run_cli"]
+__all__ = [
+    "GLOBAL_FLAGS",
+    "RUN_FLAGS",
+    "main",
+    "options_from_run_args",
+    "parse_int_flag",
+    "run_cli",
+]
 
 PROG = "pyctr-fast"
 
@@ -36,12 +43,15 @@ GLOBAL_FLAGS: tuple[Flag, ...] = (
 RUN_FLAGS: tuple[Flag, ...] = (
     Flag("cap-add", LIST, "Add Linux capabilities"),
     Flag("cap-drop", LIST, "Drop Linux capabilities"),
+    Flag("detach", BOOL, "Run container in background and print container ID", short="d"),
     Flag("entrypoint", VALUE, "Overwrite the default ENTRYPOINT of the image"),
     Flag("env", LIST, "Set environment variables", short="e"),
     Flag("env-file", LIST, "Read in a file of environment variables"),
     Flag("help", BOOL, "Print usage"),
     Flag("hostname", VALUE, "Container host name", short="h"),
     Flag("interactive", BOOL, "Keep STDIN open", short="i"),
+    Flag("log-driver", VALUE, 'Logging driver for the container (only "json-file")'),
+    Flag("log-opt", LIST, "Log driver options (max-size, max-file)"),
     Flag("name", VALUE, "Assign a name to the container"),
     Flag("network", VALUE, 'Connect a container to a network: "none" (default) or "host"'),
     Flag("net", VALUE, "Alias of --network", dest="network"),
@@ -49,8 +59,15 @@ RUN_FLAGS: tuple[Flag, ...] = (
     Flag("privileged", BOOL, "Give extended privileges to this container"),
     Flag("pull", VALUE, 'Pull image before running ("always", "missing", "never")'),
     Flag("read-only", BOOL, "Mount the container's root filesystem as read only"),
+    Flag(
+        "restart",
+        VALUE,
+        'Restart policy to apply when a container exits (default "no")',
+    ),
     Flag("rm", BOOL, "Automatically remove the container when it exits"),
     Flag("rootfs", VALUE, "Root filesystem directory to run instead of an image", metavar="dir"),
+    Flag("stop-signal", VALUE, "Signal to stop the container"),
+    Flag("stop-timeout", VALUE, "Timeout (in seconds) to stop a container", metavar="int"),
     Flag("tmpfs", LIST, "Mount a tmpfs directory"),
     Flag("tty", BOOL, "Allocate a pseudo-TTY", short="t"),
     Flag("user", VALUE, "Username or UID (format: <name|uid>[:<group|gid>])", short="u"),
@@ -68,6 +85,23 @@ Options:
 
 Commands:
   run         Create and run a new container from an image or a root filesystem
+  create      Create a new container
+  start       Start one or more stopped containers
+  ps          List containers
+  exec        Execute a command in a running container
+  logs        Fetch the logs of a container
+  inspect     Return low-level information on containers or images
+  stop        Stop one or more running containers
+  kill        Kill one or more running containers
+  restart     Restart one or more containers
+  rm          Remove one or more containers
+  wait        Block until one or more containers stop, then print their exit codes
+  top         Display the running processes of a container
+  rename      Rename a container
+  pause       Pause all processes within one or more containers
+  unpause     Unpause all processes within one or more containers
+  cp          Copy files/folders between a container and the local filesystem
+  container   Manage containers (ls, prune, rm, inspect, ...)
   pull        Download an image from a registry
   images      List images
   image       Manage images (inspect, prune, ls, rm, ...)
@@ -129,6 +163,7 @@ def options_from_run_args(args: Sequence[str]) -> tuple[RunOptions | None, Parse
         raise UserError(f"\"run\" requires a command to run; see '{PROG} run --help'")
     from .spec import RunOptions
 
+    stop_timeout = parse_int_flag(parsed, "stop-timeout")
     opts = RunOptions(
         rootfs or "",
         rest,
@@ -152,8 +187,28 @@ def options_from_run_args(args: Sequence[str]) -> tuple[RunOptions | None, Parse
         tty=parsed.flag("tty"),
         interactive=parsed.flag("interactive"),
         remove=parsed.flag("rm"),
+        detach=parsed.flag("detach"),
+        restart=parsed.value("restart") or "no",
+        log_driver=parsed.value("log-driver") or "json-file",
+        log_opts=parsed.values("log-opt"),
+        stop_signal=parsed.value("stop-signal"),
+        stop_timeout=stop_timeout,
     )
     return opts, parsed
+
+
+def parse_int_flag(parsed: ParsedFlags, dest: str) -> int | None:
+    """An integer flag's value (None when not given), with pflag's error."""
+    text = parsed.value(dest)
+    if text is None:
+        return None
+    try:
+        return int(text, 10)
+    except ValueError:
+        raise UserError(
+            f'invalid argument "{text}" for "--{dest}" flag: '
+            f'strconv.ParseInt: parsing "{text}": invalid syntax'
+        ) from None
 
 
 def run_cli(args: Sequence[str], root: str | None) -> int:
@@ -203,12 +258,40 @@ IMAGE_COMMANDS = frozenset(
 )
 
 
+#: Container commands: the module (imported on use) whose ``COMMANDS`` has each.
+CONTAINER_COMMANDS: dict[str, str] = {
+    **dict.fromkeys(
+        (
+            "create",
+            "start",
+            "stop",
+            "kill",
+            "restart",
+            "rm",
+            "wait",
+            "rename",
+            "pause",
+            "unpause",
+            "container",
+        ),
+        "lifecycle_cli",
+    ),
+    **dict.fromkeys(("ps", "inspect", "logs", "top", "cp"), "views_cli"),
+    "exec": "exec_cli",
+}
+
+
 def _dispatch(command: str, args: Sequence[str], root: str | None) -> int:
     handler = COMMANDS.get(command)
     if handler is None and command in IMAGE_COMMANDS:
         from .images import COMMANDS as image_commands
 
         handler = image_commands[command]
+    if handler is None and command in CONTAINER_COMMANDS:
+        import importlib
+
+        module = importlib.import_module(f".{CONTAINER_COMMANDS[command]}", __package__)
+        handler = module.COMMANDS[command]
     if handler is None:
         raise UserError(f"'{command}' is not a {PROG} command; see '{PROG} --help'")
     return handler(args, root)

@@ -1,9 +1,17 @@
-"""The ``run`` path: state directory, /etc files, spec, native run, clean-up.
+"""The ``run`` paths: the container directory, the spec, and how it is run.
 
-A container lives in ``<root>/containers/<id>/`` while it runs: that directory
-is the OCI bundle and holds the engine's /etc files.  It is always removed
-afterwards (as is ``<root>/containers`` when that leaves it empty): nothing
-stays under the root once ``run`` returns, whatever happened.
+A container lives in ``<root>/containers/<id>/``: that directory is the OCI
+bundle and holds the engine's /etc files (docs/lifecycle.md).
+:func:`prepare` makes it, for both paths:
+
+* ``run --rm`` in the foreground (:func:`run_container`, also the Python
+  API's ``run``) is the fast path: the container runs in-process under the
+  CLI, which registers it while it runs (``container.json``, ``state.json``
+  with its pid, ``supervisor.lock`` held) so that ``ps``, ``exec`` and
+  ``stop`` see it, and removes everything once it is done (as well as
+  ``<root>/containers`` when that leaves it empty);
+* ``run -d`` and ``run`` without ``--rm`` create the container and start it
+  under a supervisor (:mod:`pyctr_fast.lifecycle`), detached or attached.
 """
 
 from __future__ import annotations
@@ -14,19 +22,27 @@ import sys
 
 from . import compact_json, etcfiles, trace
 from .errors import UserError
-from .spec import RunOptions, build_spec, new_container_id
+from .spec import RunOptions, build_spec, new_container_id, validate_name
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
+    from typing import Any
 
     from ._native import ContainerError, Overlay
+    from .image_run import ImageRun
 
 __all__ = [
     "DEFAULT_ROOT",
     "ROOT_ENV",
+    "Prepared",
+    "check_native",
+    "claim_name",
     "container_dir",
     "exit_code_for",
+    "prepare",
+    "remove_dir",
+    "remove_tree",
     "require_root",
     "resolve_root",
     "run_container",
@@ -85,7 +101,7 @@ def exit_code_for(err: ContainerError) -> int:
     return 125
 
 
-def _check_native() -> None:
+def check_native() -> None:
     try:
         from . import _native  # noqa: F401
     except ImportError as err:
@@ -98,7 +114,7 @@ def _check_native() -> None:
 def _make_dir(path: str) -> None:
     # A concurrent run's clean-up may remove <root>/containers between the two
     # mkdirs; try again then.
-    for _ in range(5):
+    for _ in range(20):
         try:
             os.makedirs(os.path.dirname(path), mode=0o711, exist_ok=True)
             os.mkdir(path, 0o700)
@@ -110,22 +126,28 @@ def _make_dir(path: str) -> None:
     raise UserError(f"cannot create {path}: its parent keeps disappearing")
 
 
-def _remove_tree(path: str) -> None:
+def remove_tree(path: str) -> None:
+    """``rm -rf path`` without following symlinks; entries that vanish
+    meanwhile (another remover) are fine; a missing ``path`` raises
+    FileNotFoundError."""
     with os.scandir(path) as it:
         entries = list(it)
     for entry in entries:
-        if entry.is_dir(follow_symlinks=False):
-            _remove_tree(entry.path)
-        else:
-            os.unlink(entry.path)
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                remove_tree(entry.path)
+            else:
+                os.unlink(entry.path)
+        except FileNotFoundError:
+            pass
     os.rmdir(path)
 
 
-def _remove_dir(path: str) -> None:
+def remove_dir(path: str) -> None:
     """Remove a container's directory, then ``containers/`` if that is now empty.
     A failure is reported, not raised: it must not hide the container's status."""
     try:
-        _remove_tree(path)
+        remove_tree(path)
     except FileNotFoundError:
         pass
     except OSError as err:
@@ -136,53 +158,59 @@ def _remove_dir(path: str) -> None:
         pass  # not empty: other containers are running
 
 
-def run_container(
-    opts: RunOptions,
-    *,
-    root: str | None = None,
-    forward_signals: bool = False,
-    environ: Mapping[str, str] | None = None,
-) -> int:
-    """Run a container in the foreground and return its Docker status.
+class Prepared:
+    """A container directory made ready: the spec (and its text), the image
+    (None for ``--rootfs``) and the overlay the native side mounts."""
 
-    Raises :class:`UserError` for invalid options and ``ContainerError`` when
-    the container cannot be started.
-    """
-    require_root()
-    _check_native()
-    from . import _native
+    __slots__ = ("bundle", "cid", "config", "image", "overlay", "spec")
 
-    state_root = resolve_root(root, environ)
-    cid = new_container_id()
-    bundle = container_dir(state_root, cid)
-    if opts.image is not None:
-        return _run_image(opts, state_root, cid, bundle, forward_signals, environ)
-    spec = build_spec(opts, container_id=cid, container_dir=bundle, environ=environ)
-    config = compact_json.dumps(spec)
-    trace.mark("python: spec built")
-    _make_dir(bundle)
-    try:
-        etcfiles.write_etc_files(bundle, spec["hostname"], opts.network)
-        trace.mark("python: container dir and /etc files written")
-        return _native.run(config, bundle, stdin=opts.interactive, forward_signals=forward_signals)
-    finally:
-        trace.mark("python: container exited")
-        _remove_dir(bundle)
-        trace.mark("python: container dir removed")
+    def __init__(
+        self,
+        cid: str,
+        bundle: str,
+        spec: dict[str, Any],
+        config: str,
+        image: ImageRun | None,
+        overlay: Overlay | None,
+    ) -> None:
+        self.cid = cid
+        self.bundle = bundle
+        self.spec = spec
+        self.config = config
+        self.image = image
+        self.overlay = overlay
 
 
-def _run_image(
+def prepare(
     opts: RunOptions,
     state_root: str,
     cid: str,
-    bundle: str,
-    forward_signals: bool,
-    environ: Mapping[str, str] | None,
-) -> int:
-    """Run on an overlay of the image's layers: ``<bundle>/rootfs`` is the
-    mount point, ``upper/`` and ``work/`` the container's copy-on-write layer;
-    ``<bundle>/image`` records the image id (``rmi`` refuses images in use)."""
-    from . import _native
+    *,
+    environ: Mapping[str, str] | None = None,
+    volatile: bool = False,
+) -> Prepared:
+    """Resolve the image (pulling it per ``--pull``) or the rootfs, build the
+    spec, and make ``<root>/containers/<id>/`` with the /etc files (and, for
+    an image, ``rootfs/``, ``upper/``, ``work/`` and ``image``).
+
+    Raises :class:`UserError` for invalid options; on any failure nothing
+    is left behind.  ``volatile`` mounts the overlay without syncs (for
+    containers removed when they exit).
+    """
+    bundle = container_dir(state_root, cid)
+    if opts.image is None:
+        spec = build_spec(opts, container_id=cid, container_dir=bundle, environ=environ)
+        config = compact_json.dumps(spec)
+        trace.mark("python: spec built")
+        _make_dir(bundle)
+        try:
+            etcfiles.write_etc_files(bundle, spec["hostname"], opts.network)
+        except BaseException:
+            remove_dir(bundle)
+            raise
+        trace.mark("python: container dir and /etc files written")
+        return Prepared(cid, bundle, spec, config, None, None)
+
     from .image_run import ImageRun
     from .store import Store
 
@@ -201,42 +229,222 @@ def _run_image(
                 os.mkdir(os.path.join(bundle, sub), 0o755)
             with open(os.path.join(bundle, "image"), "w", encoding="ascii") as f:
                 f.write(image.image_id + "\n")
+            etcfiles.write_etc_files(bundle, spec["hostname"], opts.network)
         except OSError as err:
-            _remove_dir(bundle)
+            remove_dir(bundle)
             raise UserError(f"cannot prepare {bundle}: {err.strerror or err}") from None
         except BaseException:
-            _remove_dir(bundle)
+            remove_dir(bundle)
             raise
     overlay: Overlay = {
         "lower": image.layer_dirs,
         "upper": os.path.join(bundle, "upper"),
         "work": os.path.join(bundle, "work"),
-        "volatile": opts.remove,
+        "volatile": volatile,
     }
     trace.mark("python: image resolved, spec built, container dir made")
+    return Prepared(cid, bundle, spec, config, image, overlay)
+
+
+def claim_name(state_root: str, wanted: str | None, cid: str, *, short: bool = False) -> str:
+    """Reserve ``wanted`` (validated; a name in use is Docker's conflict
+    error) or a generated free name for ``cid``; returns the name.
+    ``short``: a short link (see :mod:`pyctr_fast.records`)."""
+    from . import records
+
+    if wanted is not None:
+        name = validate_name(wanted)
+        records.claim_name(state_root, name, cid, short=short)
+        return name
+    for _ in range(32):
+        name = records.generate_name(state_root)
+        try:
+            records.claim_name(state_root, name, cid, short=short)
+            return name
+        except UserError:
+            continue  # taken meanwhile by a concurrent create: draw again
+    raise UserError("cannot find a free container name")
+
+
+def _register(prep: Prepared, opts: RunOptions, name: str) -> int:
+    """Make a foreground container visible to the other commands while it
+    runs: hold ``supervisor.lock`` (returned: close it to release), write
+    config.json and, last, container.json (state.json comes with the pid;
+    until then readers take the container as ``created``).  Minimal work:
+    this is on the benchmarked start path."""
+    from . import statefiles
+
+    bundle = prep.bundle
+    fd = os.open(
+        os.path.join(bundle, "supervisor.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600
+    )
     try:
-        etcfiles.write_etc_files(bundle, spec["hostname"], opts.network)
-        return _native.run(
-            config,
-            bundle,
-            stdin=opts.interactive,
-            forward_signals=forward_signals,
-            overlay=overlay,
+        import fcntl
+
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        # Not atomic: nobody reads it before container.json exists.
+        config_fd = os.open(
+            os.path.join(bundle, "config.json"),
+            os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
+            0o600,
         )
+        try:
+            data = prep.config.encode()
+            while data:
+                data = data[os.write(config_fd, data) :]
+        finally:
+            os.close(config_fd)
+        from .records import now
+
+        doc = statefiles.container_json(prep, opts, name, now())
+        statefiles.write_json(os.path.join(bundle, "container.json"), doc)
+    except OSError as err:
+        os.close(fd)
+        raise UserError(f"cannot write the state of {bundle}: {err.strerror or err}") from None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+class _Registration:
+    """The foreground container's state.json: ``running`` with its pid once
+    it started (:meth:`on_start`), ``exited`` with its status at the end
+    (:meth:`finish`)."""
+
+    __slots__ = ("bundle", "state")
+
+    def __init__(self, bundle: str) -> None:
+        self.bundle = bundle
+        self.state: dict[str, Any] | None = None
+
+    def on_start(self, pid: int) -> None:
+        from . import statefiles
+        from .records import now, pid_start_time
+
+        self.state = statefiles.running_state(pid, pid_start_time(pid), now())
+        try:
+            statefiles.write_json(os.path.join(self.bundle, "state.json"), self.state)
+        except OSError:
+            self.state = None  # the container runs regardless; ps reports it as created
+
+    def finish(self, status: int) -> None:
+        """Record the end in place (same inode: a ``wait`` that opened the
+        file before the directory goes can still read it)."""
+        if self.state is None:
+            return
+        from . import compact_json
+        from .records import now
+
+        self.state.update(Status="exited", Pid=0, ExitCode=status, FinishedAt=now())
+        try:
+            fd = os.open(os.path.join(self.bundle, "state.json"), os.O_WRONLY | os.O_CLOEXEC)
+        except OSError:
+            return
+        try:
+            data = compact_json.dumps(self.state).encode()
+            # Padded with JSON whitespace rather than truncated: a truncate
+            # makes the later unlink cost a synchronous orphan-list update.
+            data += b" " * (os.fstat(fd).st_size - len(data))
+            while data:
+                data = data[os.write(fd, data) :]
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+
+def run_container(
+    opts: RunOptions,
+    *,
+    root: str | None = None,
+    forward_signals: bool = False,
+    environ: Mapping[str, str] | None = None,
+) -> int:
+    """Run a container in the foreground, in-process, and return its Docker
+    status; its state is removed afterwards whatever ``opts.remove`` says.
+
+    While it runs it is registered under ``<root>/containers/<id>/`` (so
+    ``ps``, ``exec``, ``stop`` see it) and its name is reserved.
+    Raises :class:`UserError` for invalid options and ``ContainerError`` when
+    the container cannot be started.
+    """
+    require_root()
+    check_native()
+    from . import _native
+
+    state_root = resolve_root(root, environ)
+    cid = new_container_id()
+    from .records import release_name
+
+    prep = prepare(opts, state_root, cid, environ=environ, volatile=True)
+    try:
+        # A short link: releasing a long one costs milliseconds on this path.
+        name = claim_name(state_root, opts.name, cid, short=True)
+        try:
+            lock = _register(prep, opts, name)
+        except BaseException:
+            release_name(state_root, name, cid)
+            raise
+    except BaseException:
+        remove_dir(prep.bundle)
+        raise
+    trace.mark("python: container registered")
+    reg = _Registration(prep.bundle)
+    try:
+        if prep.overlay is None:
+            status = _native.run(
+                prep.config,
+                prep.bundle,
+                stdin=opts.interactive,
+                forward_signals=forward_signals,
+                on_start=reg.on_start,
+            )
+        else:
+            status = _native.run(
+                prep.config,
+                prep.bundle,
+                stdin=opts.interactive,
+                forward_signals=forward_signals,
+                overlay=prep.overlay,
+                on_start=reg.on_start,
+            )
+        reg.finish(status)
+        return status
     finally:
         trace.mark("python: container exited")
-        _remove_dir(bundle)
+        # Let go of supervisor.lock before its file is unlinked: closing the
+        # last descriptor of an unlinked file costs milliseconds here (ext4
+        # orphan handling), and waiters then read the final state.
+        os.close(lock)
+        remove_dir(prep.bundle)
+        release_name(state_root, name, cid)
         trace.mark("python: container dir removed")
 
 
 def run_from_cli(opts: RunOptions, root: str | None) -> int:
-    """:func:`run_container` for the CLI: signals forwarded, a failure to start
-    reported as ``pyctr-fast: <error>`` with Docker's exit status."""
+    """``pyctr-fast run``: ``-d`` creates and starts the container under a
+    detached supervisor and prints its id; ``--rm`` runs it in the foreground
+    in-process (:func:`run_container`); otherwise it is created and started
+    attached, and stays (exited) afterwards, as with Docker.  Signals are
+    forwarded; a failure to start is reported as ``pyctr-fast: <error>``
+    with Docker's exit status."""
     require_root()
-    _check_native()
+    check_native()
     from ._native import ContainerError
 
     try:
+        if opts.detach:
+            from . import lifecycle
+
+            rec = lifecycle.run_detached(opts, root=root)
+            sys.stdout.write(rec.id + "\n")
+            sys.stdout.flush()
+            return 0
+        if not opts.remove:
+            from . import lifecycle
+
+            return lifecycle.run_attached(opts, root=root, forward_signals=True)
         return run_container(opts, root=root, forward_signals=True)
     except ContainerError as err:
         print(f"pyctr-fast: {err}", file=sys.stderr, flush=True)

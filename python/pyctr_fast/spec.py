@@ -25,10 +25,15 @@ __all__ = [
     "NAMESPACES",
     "NETWORK_MODES",
     "OCI_VERSION",
+    "RESTART_POLICIES",
     "RunOptions",
     "build_spec",
+    "check_run_options",
     "default_hostname",
     "new_container_id",
+    "parse_log_opts",
+    "parse_restart",
+    "parse_size",
     "resolve_rootfs",
     "validate_hostname",
     "validate_name",
@@ -39,6 +44,11 @@ ANNOTATION_NAME = "io.pyctr-fast.name"
 ANNOTATION_IMAGE = "io.pyctr-fast.image"
 ANNOTATION_STOP_SIGNAL = "io.pyctr-fast.stop-signal"
 NETWORK_MODES = ("none", "host")
+RESTART_POLICIES = ("no", "always", "on-failure", "unless-stopped")
+LOG_DRIVER = "json-file"
+#: Docker's defaults: SIGTERM, then SIGKILL after 10 seconds.
+DEFAULT_STOP_SIGNAL = "SIGTERM"
+DEFAULT_STOP_TIMEOUT = 10
 NAMESPACES = ("pid", "ipc", "uts", "mount", "cgroup", "network")
 
 # Docker sets these for containers with their own network namespace, so that
@@ -69,18 +79,28 @@ class RunOptions:
     ``env`` holds ``-e`` values (``K=V`` or ``K``), ``env_files`` paths of
     ``--env-file`` files (applied before ``env``), ``volumes`` ``-v`` specs
     (``SRC:DST[:MODE]``) and ``tmpfs`` ``--tmpfs`` specs (``DST[:OPTIONS]``).
+
+    Lifecycle: ``detach`` (``-d``), ``restart`` (``no``, ``always``,
+    ``unless-stopped``, ``on-failure[:N]``), ``log_driver`` (``json-file``
+    only) and ``log_opts`` (``max-size=10m``, ``max-file=3``),
+    ``stop_signal`` (name or number; default the image's, else SIGTERM) and
+    ``stop_timeout`` (seconds; default 10).  :func:`check_run_options`
+    validates them with Docker's messages.
     """
 
     __slots__ = (
         "cap_add",
         "cap_drop",
         "command",
+        "detach",
         "entrypoint",
         "env",
         "env_files",
         "hostname",
         "image",
         "interactive",
+        "log_driver",
+        "log_opts",
         "name",
         "network",
         "platform",
@@ -88,7 +108,10 @@ class RunOptions:
         "pull",
         "read_only",
         "remove",
+        "restart",
         "rootfs",
+        "stop_signal",
+        "stop_timeout",
         "tmpfs",
         "tty",
         "user",
@@ -121,6 +144,12 @@ class RunOptions:
         entrypoint: str | None = None,
         pull: str = "missing",
         platform: str | None = None,
+        detach: bool = False,
+        restart: str = "no",
+        log_driver: str = LOG_DRIVER,
+        log_opts: Iterable[str] = (),
+        stop_signal: str | None = None,
+        stop_timeout: int | None = None,
     ) -> None:
         self.rootfs = rootfs
         self.image = image
@@ -144,6 +173,12 @@ class RunOptions:
         self.tty = tty
         self.interactive = interactive
         self.remove = remove
+        self.detach = detach
+        self.restart = restart
+        self.log_driver = log_driver
+        self.log_opts = _strings(log_opts, "log_opts")
+        self.stop_signal = stop_signal
+        self.stop_timeout = stop_timeout
 
     def _fields(self) -> tuple[object, ...]:
         return tuple(getattr(self, f) for f in self.__slots__)
@@ -206,6 +241,101 @@ def resolve_rootfs(path: str) -> str:
     return real
 
 
+def parse_restart(policy: str | None) -> tuple[str, int]:
+    """Docker's ``--restart`` syntax -> ``(name, maximum retry count)``."""
+    if not policy:
+        return "no", 0
+    name, sep, count_text = policy.partition(":")
+    if sep and not name:
+        raise UserError("invalid restart policy format: no policy provided before colon")
+    count = 0
+    if count_text:
+        try:
+            count = int(count_text)
+        except ValueError:
+            raise UserError(
+                "invalid restart policy format: maximum retry count must be an integer"
+            ) from None
+    if name in ("no", "always", "unless-stopped"):
+        if count != 0:
+            msg = "invalid restart policy: maximum retry count can only be used with 'on-failure'"
+            raise UserError(msg + (" and cannot be negative" if count < 0 else ""))
+    elif name == "on-failure":
+        if count < 0:
+            raise UserError("invalid restart policy: maximum retry count cannot be negative")
+    else:
+        raise UserError(
+            f"invalid restart policy: unknown policy '{name}'; use one of "
+            "'no', 'always', 'on-failure', or 'unless-stopped'"
+        )
+    return name, count
+
+
+_SIZE_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12, "p": 10**15}
+
+
+def parse_size(text: str) -> int:
+    """Docker's ``units.FromHumanSize`` (what json-file's ``max-size`` uses):
+    ``10m`` = 10,000,000 bytes; ``k``/``m``/``g``/``t``/``p``, an optional
+    ``i`` and ``b``, any case; decimal units."""
+    body = text.strip().lower()
+    if body.endswith("b"):
+        body = body[:-1]
+    if body.endswith("i"):
+        body = body[:-1]
+    unit = body[-1:] if body[-1:] in _SIZE_UNITS else ""
+    number = body[: len(body) - len(unit)].rstrip(" ")
+    digits = number.replace(".", "", 1)
+    if not digits.isdigit() or not digits.isascii() or number.startswith("."):
+        raise UserError(f"invalid size: '{text}'")
+    return int(float(number) * _SIZE_UNITS[unit])
+
+
+def parse_log_opts(driver: str, opts: Iterable[str]) -> tuple[int, int, dict[str, str]]:
+    """``--log-driver``/``--log-opt`` -> ``(max_size bytes (0: no rotation),
+    max_files, config as given)`` for the json-file driver."""
+    if driver != LOG_DRIVER:
+        raise UserError(
+            f"logger: no log driver named '{driver}' is registered (only {LOG_DRIVER} is supported)"
+        )
+    config: dict[str, str] = {}
+    for item in opts:
+        key, _, value = item.partition("=")
+        config[key] = value
+    max_size = 0
+    max_files = 1
+    for key, value in config.items():
+        if key == "max-size":
+            max_size = parse_size(value)
+            if max_size <= 0:
+                raise UserError("max-size must be a positive number")
+        elif key == "max-file":
+            try:
+                max_files = int(value)
+            except ValueError:
+                raise UserError(f'strconv.Atoi: parsing "{value}": invalid syntax') from None
+            if max_files < 1:
+                raise UserError("max-file cannot be less than 1")
+        else:
+            raise UserError(f"unknown log opt '{key}' for {LOG_DRIVER} log driver")
+    return max_size, max_files, config
+
+
+def check_run_options(opts: RunOptions) -> None:
+    """Validate the lifecycle options (restart policy, logging, stop signal
+    and timeout) with Docker's messages."""
+    name, _ = parse_restart(opts.restart)
+    if opts.remove and name != "no":
+        raise UserError("Conflicting options: --restart and --rm")
+    parse_log_opts(opts.log_driver, opts.log_opts)
+    if opts.stop_signal is not None:
+        from .signals import parse_signal
+
+        parse_signal(opts.stop_signal)
+    if opts.stop_timeout is not None and not isinstance(opts.stop_timeout, int):
+        raise UserError(f"stop timeout must be an integer, not {opts.stop_timeout!r}")
+
+
 def _check_network(network: str) -> str:
     if network not in NETWORK_MODES:
         raise UserError(
@@ -253,6 +383,7 @@ def build_spec(
     """
     if environ is None:
         environ = os.environ
+    check_run_options(opts)
     image_cfg: dict[str, Any] = image.container_config if image is not None else {}
     if image is not None:
         from .image_run import command_for
@@ -347,6 +478,8 @@ def build_spec(
             annotations[ANNOTATION_STOP_SIGNAL] = str(stop_signal)
         for key, value in (image_cfg.get("Labels") or {}).items():
             annotations.setdefault(str(key), str(value))
+    if opts.stop_signal:
+        annotations[ANNOTATION_STOP_SIGNAL] = opts.stop_signal
     if annotations:
         spec["annotations"] = annotations
     return spec

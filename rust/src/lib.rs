@@ -16,6 +16,8 @@ use pyctr_core::foreground;
 use pyctr_core::proto::Overlay;
 use pyctr_core::spawn::{Child, InitImage, Launch, Stdio};
 
+mod supervised;
+
 create_exception!(pyctr_fast._native, ContainerError, PyException);
 
 /// The static init, embedded at build time.
@@ -94,7 +96,7 @@ fn spawn(
     overlay: Option<&Bound<'_, PyDict>>,
 ) -> PyResult<Process> {
     let stdio = stdio.map_or(Stdio::Inherit, |(a, b, c)| Stdio::Fds([a, b, c]));
-    let launch = Launch { stdio, overlay: overlay_from(overlay)?, console_size: None };
+    let launch = Launch { stdio, overlay: overlay_from(overlay)?, ..Launch::default() };
     py.allow_threads(|| {
         let init = init_image()?;
         pyctr_core::spawn::spawn(init, config, Path::new(bundle), &launch)
@@ -103,8 +105,35 @@ fn spawn(
     .map_err(|e| to_py(py, e))
 }
 
+/// The container's stdio for a foreground run: the caller's, or the
+/// caller's with /dev/null as stdin (Docker without `-i`).  The returned fd
+/// must outlive the spawn.
+fn foreground_stdio(stdin: bool) -> (Stdio, Option<OwnedFd>) {
+    let devnull: Option<OwnedFd> = if stdin { None } else { std::fs::File::open("/dev/null").map(OwnedFd::from).ok() };
+    // With a terminal the pty is stdin and this only stops the relay.
+    let stdio = match &devnull {
+        Some(null) => Stdio::Fds([null.as_raw_fd(), 1, 2]),
+        None => Stdio::Inherit,
+    };
+    (stdio, devnull)
+}
+
+/// Calls a Python `on_start(pid)` with the GIL held; an exception is kept in
+/// `raised` (and becomes an error that makes the caller kill the container).
+fn call_on_start(
+    hook: Option<&Py<PyAny>>,
+    raised: &mut Option<PyErr>,
+    pid: libc::pid_t,
+) -> Result<(), pyctr_core::Error> {
+    let Some(hook) = hook else { return Ok(()) };
+    Python::with_gil(|py| hook.call1(py, (pid,)).map(|_| ())).map_err(|e| {
+        *raised = Some(e);
+        pyctr_core::Error::msg("on_start", "the on_start callback raised")
+    })
+}
+
 #[pyfunction]
-#[pyo3(signature = (config, bundle, *, stdin=true, forward_signals=false, overlay=None))]
+#[pyo3(signature = (config, bundle, *, stdin=true, forward_signals=false, overlay=None, on_start=None))]
 fn run(
     py: Python<'_>,
     config: &str,
@@ -112,22 +141,53 @@ fn run(
     stdin: bool,
     forward_signals: bool,
     overlay: Option<&Bound<'_, PyDict>>,
+    on_start: Option<Py<PyAny>>,
 ) -> PyResult<i32> {
     let overlay = overlay_from(overlay)?;
+    let mut raised = None;
     let result = py.allow_threads(|| {
         let init = init_image()?;
-        let devnull: Option<OwnedFd> =
-            if stdin { None } else { std::fs::File::open("/dev/null").map(OwnedFd::from).ok() };
-        // Without -i the container reads /dev/null, as with docker; with a
-        // terminal the pty is stdin and this only stops the relay.
-        let stdio = match &devnull {
-            Some(null) => Stdio::Fds([null.as_raw_fd(), 1, 2]),
-            None => Stdio::Inherit,
-        };
+        let (stdio, _devnull) = foreground_stdio(stdin);
         let opts = foreground::Options { forward_signals, relay_stdin: stdin };
-        foreground::run(init, config, Path::new(bundle), Launch { stdio, overlay, console_size: None }, opts)
+        let mut hook = |pid| call_on_start(on_start.as_ref(), &mut raised, pid);
+        let launch = Launch { stdio, overlay, ..Launch::default() };
+        foreground::run(init, config, Path::new(bundle), launch, opts, Some(&mut hook))
     });
+    if let Some(err) = raised {
+        return Err(err);
+    }
     result.map(|e| e.status()).map_err(|e| to_py(py, e))
+}
+
+#[pyfunction]
+#[pyo3(signature = (config, *, cgroup_procs=Vec::new(), stdio=None, stdin=true, forward_signals=false, detach=false))]
+fn exec_process(
+    py: Python<'_>,
+    config: &str,
+    cgroup_procs: Vec<String>,
+    stdio: Option<(i32, i32, i32)>,
+    stdin: bool,
+    forward_signals: bool,
+    detach: bool,
+) -> PyResult<PyObject> {
+    let join = |stdio| Launch { stdio, cgroup_procs: cgroup_procs.clone(), join: true, ..Launch::default() };
+    let bundle = Path::new("/");
+    if detach {
+        let launch = join(stdio.map_or(Stdio::Inherit, |(a, b, c)| Stdio::Fds([a, b, c])));
+        let child = py
+            .allow_threads(|| pyctr_core::spawn::spawn(init_image()?, config, bundle, &launch))
+            .map_err(|e| to_py(py, e))?;
+        return Ok(Py::new(py, Process { child })?.into_any());
+    }
+    let result = py.allow_threads(|| {
+        let init = init_image()?;
+        let (default_stdio, _devnull) = foreground_stdio(stdin);
+        let launch = join(stdio.map_or(default_stdio, |(a, b, c)| Stdio::Fds([a, b, c])));
+        let opts = foreground::Options { forward_signals, relay_stdin: stdin };
+        foreground::run(init, config, bundle, launch, opts, None)
+    });
+    let status = result.map(|e| e.status()).map_err(|e| to_py(py, e))?;
+    Ok(status.into_pyobject(py)?.into_any().unbind())
 }
 
 #[pyfunction]
@@ -169,7 +229,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Process>()?;
     m.add_function(wrap_pyfunction!(spawn, m)?)?;
     m.add_function(wrap_pyfunction!(run, m)?)?;
+    m.add_function(wrap_pyfunction!(exec_process, m)?)?;
     m.add_function(wrap_pyfunction!(read_file_in_root, m)?)?;
     m.add_function(wrap_pyfunction!(extract_layer, m)?)?;
+    supervised::register(m)?;
     Ok(())
 }

@@ -46,8 +46,19 @@ impl Drop for RawGuard {
     }
 }
 
+/// Called with the container's pid once its program has been exec'd, before
+/// waiting.  An error kills the container and is what `run` returns.
+pub type OnStart<'a> = &'a mut dyn FnMut(libc::pid_t) -> Result<()>;
+
 /// Spawn the container and run it to completion in the foreground.
-pub fn run(init: &InitImage, config: &str, bundle: &Path, launch: Launch, opts: Options) -> Result<Exit> {
+pub fn run(
+    init: &InitImage,
+    config: &str,
+    bundle: &Path,
+    launch: Launch,
+    opts: Options,
+    on_start: Option<OnStart<'_>>,
+) -> Result<Exit> {
     let mut set = SigSet::empty();
     if opts.forward_signals {
         FORWARDED.iter().for_each(|s| set.add(*s));
@@ -71,7 +82,11 @@ pub fn run(init: &InitImage, config: &str, bundle: &Path, launch: Launch, opts: 
         None
     };
     let mut child = spawn::spawn_spec(init, &spec, config, bundle, &launch)?;
-    let result = supervise(&mut child, &sigfd, opts);
+    let started = match on_start {
+        Some(hook) => hook(child.pid),
+        None => Ok(()),
+    };
+    let result = started.and_then(|()| supervise(&mut child, &sigfd, opts));
     if result.is_err() {
         let _ = child.kill(libc::SIGKILL);
     }

@@ -60,6 +60,9 @@ fn run(sock: BorrowedFd<'_>) -> Result<std::convert::Infallible> {
     marks.mark("init: request received");
     let spec = Spec::from_json(&req.config)?;
     let process = spec.validate_for_run()?;
+    if req.join {
+        return join(sock, &spec, process, &req, marks);
+    }
     namespaces::join_by_path(&spec)?;
 
     let new_user = spec.namespace("user").is_some_and(|ns| ns.path.as_deref().is_none_or(str::is_empty));
@@ -88,13 +91,57 @@ fn run(sock: BorrowedFd<'_>) -> Result<std::convert::Infallible> {
         // Docker creates a missing working directory.
         crate::sys::create_in_root(root.as_fd(), &process.cwd, crate::sys::Kind::Dir)?;
     }
+    set_oom_score_adj(process)?;
+    rootfs::pivot(root, &spec)?;
+    marks.mark("init: pivot_root");
+    start_program(sock, process, &req, marks)
+}
+
+/// `exec`: enter every namespace of a running container and start a process
+/// there.  The container's mount namespace already has its root in place:
+/// setns makes it our root and working directory, so there is nothing to
+/// mount, and nothing of the host is reachable afterwards.
+fn join(
+    sock: BorrowedFd<'_>,
+    spec: &Spec,
+    process: &crate::spec::Process,
+    req: &Request,
+    mut marks: Marks,
+) -> Result<std::convert::Infallible> {
+    namespaces::check_join(spec)?;
+    // Until the program is exec'd (which makes the process dumpable again),
+    // nothing in the container may ptrace us or open /proc/<pid>/fd/*: we
+    // still hold whatever descriptors the caller gave us.
+    nix::sys::prctl::set_dumpable(false).map_err(|e| Error::os("set non-dumpable", e as i32))?;
+    namespaces::join_by_path(spec)?;
+    nix::unistd::chdir("/").map_err(|e| Error::os("chdir", e as i32).with_path("/"))?;
+    marks.mark("init: joined the container's namespaces");
+    set_oom_score_adj(process)?;
+    if !process.terminal {
+        // Like `docker exec`, the process is not part of the caller's session
+        // or process group (a terminal's ^C reaches it only through the
+        // caller's forwarding).  With a terminal, setup_terminal does this.
+        nix::unistd::setsid().map_err(|e| Error::os("setsid", e as i32))?;
+    }
+    start_program(sock, process, req, marks)
+}
+
+fn set_oom_score_adj(process: &crate::spec::Process) -> Result<()> {
     if let Some(adj) = process.oom_score_adj {
         crate::sys::write_file("/proc/self/oom_score_adj", adj.to_string().as_bytes())
             .map_err(|e| Error::os("oom_score_adj", e))?;
     }
-    rootfs::pivot(root, &spec)?;
-    marks.mark("init: pivot_root");
+    Ok(())
+}
 
+/// What a new container and an exec'd process share once inside the
+/// container's root: limits, terminal, umask, identity, cwd, and the exec.
+fn start_program(
+    sock: BorrowedFd<'_>,
+    process: &crate::spec::Process,
+    req: &Request,
+    mut marks: Marks,
+) -> Result<std::convert::Infallible> {
     process::set_rlimits(&process.rlimits)?;
     if process.terminal {
         process::setup_terminal(sock, process.user.uid, process.user.gid, req.console_size)?;

@@ -21,6 +21,7 @@ pub mod proto;
 pub mod rootfs;
 pub mod spawn;
 pub mod spec;
+pub mod supervisor;
 pub mod sys;
 pub mod trace;
 

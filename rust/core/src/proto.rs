@@ -51,6 +51,10 @@ pub struct Request {
     /// Record start-path timestamps and send them with `EXEC`.
     #[serde(default)]
     pub trace: bool,
+    /// Join a running container (`exec`): the spec's namespaces are all given
+    /// by path; set up the process only, leave the rootfs alone.
+    #[serde(default)]
+    pub join: bool,
 }
 
 /// Encode an error record: tag, errno (le i32), then step, path, detail as

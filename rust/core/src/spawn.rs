@@ -78,11 +78,17 @@ pub struct Launch {
     pub stdio: Stdio,
     pub overlay: Option<Overlay>,
     pub console_size: Option<(u16, u16)>,
+    /// `cgroup.procs` files the child's pid is written to before the init
+    /// gets its request, so the program starts inside those cgroups.
+    pub cgroup_procs: Vec<String>,
+    /// Join a running container (`exec`): every namespace of the spec is
+    /// given by path, and the init sets up the process only (no rootfs).
+    pub join: bool,
 }
 
 impl Default for Launch {
     fn default() -> Self {
-        Launch { stdio: Stdio::Inherit, overlay: None, console_size: None }
+        Launch { stdio: Stdio::Inherit, overlay: None, console_size: None, cgroup_procs: Vec::new(), join: false }
     }
 }
 
@@ -191,7 +197,17 @@ pub fn spawn_spec(init: &InitImage, spec: &Spec, config: &str, bundle: &Path, la
     let mut marks = crate::trace::Marks::new(crate::trace::requested());
     marks.mark("engine: spawn");
     spec.validate_for_run()?;
-    let rootfs = rootfs_path(spec, bundle)?;
+    let rootfs = if launch.join {
+        // exec: the container's root is already in place in its mount
+        // namespace; nothing of the host's view of it is used.
+        crate::namespaces::check_join(spec)?;
+        if launch.overlay.is_some() {
+            return Err(Error::msg("spec", "exec: an overlay cannot be mounted into a running container"));
+        }
+        PathBuf::new()
+    } else {
+        rootfs_path(spec, bundle)?
+    };
     if let Some(ov) = &launch.overlay {
         if ov.lower.is_empty() {
             return Err(Error::msg("overlay", "no lower layers"));
@@ -206,6 +222,7 @@ pub fn spawn_spec(init: &InitImage, spec: &Spec, config: &str, bundle: &Path, la
         overlay: launch.overlay.clone(),
         console_size: launch.console_size,
         trace: marks.enabled,
+        join: launch.join,
     })
     .map_err(|e| Error::msg("spawn", e.to_string()))?;
 
@@ -238,6 +255,13 @@ pub fn spawn_spec(init: &InitImage, spec: &Spec, config: &str, bundle: &Path, la
             // SAFETY: async-signal-safe calls only; see above.
             unsafe {
                 let sock = child_sock.as_raw_fd();
+                if launch.join {
+                    // Until execveat replaces it, this copy of the engine sits
+                    // in the running container's pid namespace: keep its
+                    // memory, /proc/<pid>/exe and descriptors out of reach of
+                    // the container's processes.
+                    libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+                }
                 if new_user {
                     child_become_root(sock, &mut userns_error);
                 }
@@ -249,7 +273,7 @@ pub fn spawn_spec(init: &InitImage, spec: &Spec, config: &str, bundle: &Path, la
     drop(child_sock);
     marks.mark("engine: clone3 returned");
     let mut child = Child { pid, pidfd, master: None, exit: None };
-    match handshake(&mut child, parent_sock.as_fd(), &request, spec, new_user) {
+    match handshake(&mut child, parent_sock.as_fd(), &request, spec, new_user, &launch.cgroup_procs) {
         Ok(init_marks) => {
             marks.marks.extend(init_marks);
             marks.mark("engine: program exec'd (socket closed)");
@@ -328,10 +352,15 @@ fn handshake(
     request: &[u8],
     spec: &Spec,
     new_user: bool,
+    cgroup_procs: &[String],
 ) -> Result<Vec<(String, u64)>> {
     if new_user {
         write_id_maps(child.pid, spec)?;
         proto::send_record(sock, &[proto::GO])?;
+    }
+    let pid = child.pid.to_string();
+    for procs in cgroup_procs {
+        sys::write_file(procs, pid.as_bytes()).map_err(|e| Error::os("join cgroup", e).with_path(procs))?;
     }
     proto::send_record(sock, request)?;
     let mut exec_reached = false;

@@ -1,7 +1,13 @@
-//! `pyctr-init`: the static container init embedded in the extension.  See
-//! `pyctr_core::init`.
+//! `pyctr-init`: the static container init embedded in the extension (see
+//! `pyctr_core::init`).  The same binary, run from a file with argv[0]
+//! `pyctr-supervise`, is the per-container supervisor (see
+//! `pyctr_core::supervisor`).
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    std::process::exit(pyctr_core::init::main(&args));
+    let code = match args.first().map(String::as_str) {
+        Some(pyctr_core::supervisor::launch::ARGV0) => pyctr_core::supervisor::main(&args),
+        _ => pyctr_core::init::main(&args),
+    };
+    std::process::exit(code);
 }

@@ -1,0 +1,312 @@
+"""docker-py's ``containers.run``/``create`` keyword arguments turned into the
+engine's :class:`~pyctr_fast.spec.RunOptions` (the CLI's ``run`` flags).
+
+What ``RunOptions`` has no field for yet is returned as *extras* that the
+client records in the container's ``container.json`` after ``create``
+(``Config.Labels``, ``HostConfig.Memory``): they show in ``attrs`` and in
+``ps --filter label=...`` but are not enforced (memory limits come with
+cgroup limits, issue 5).
+"""
+
+from __future__ import annotations
+
+import shlex
+
+from .errors import APIError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+    from typing import Any, TypedDict, Union
+
+    from .spec import RunOptions
+
+    Env = Union[Mapping[str, Any], Iterable[str]]
+
+    class CreateKwargs(TypedDict, total=False):
+        """The docker-py keywords ``create`` and ``run`` accept."""
+
+        auto_remove: bool
+        cap_add: list[str]
+        cap_drop: list[str]
+        entrypoint: str | list[str]
+        environment: Env
+        hostname: str
+        labels: dict[str, str] | list[str]
+        log_config: dict[str, Any]
+        mem_limit: int | str
+        name: str
+        network_disabled: bool
+        network_mode: str
+        platform: str
+        privileged: bool
+        read_only: bool
+        restart_policy: dict[str, Any]
+        stdin_open: bool
+        stop_signal: str | int
+        stop_timeout: int
+        tmpfs: dict[str, str] | list[str]
+        tty: bool
+        user: str | int
+        volumes: dict[str, Any] | list[str]
+        working_dir: str
+
+
+__all__ = ["KNOWN_KWARGS", "Extras", "build_options", "parse_bytes"]
+
+KNOWN_KWARGS = frozenset(
+    (
+        "auto_remove cap_add cap_drop entrypoint environment hostname labels log_config "
+        "mem_limit name network_disabled network_mode platform privileged read_only "
+        "restart_policy stdin_open stop_signal stop_timeout tmpfs tty user volumes working_dir"
+    ).split()
+)
+
+#: docker-py keywords the engine does not implement (yet): a TypeError names them.
+UNSUPPORTED_KWARGS = frozenset(
+    (
+        "blkio_weight blkio_weight_device cgroup_parent cgroupns cpu_count cpu_percent "
+        "cpu_period cpu_quota cpu_rt_period cpu_rt_runtime cpu_shares cpuset_cpus cpuset_mems "
+        "device_cgroup_rules device_read_bps device_read_iops device_requests "
+        "device_write_bps device_write_iops devices dns dns_opt dns_search domainname "
+        "extra_hosts group_add healthcheck init init_path ipc_mode isolation kernel_memory "
+        "links lxc_conf mac_address mem_reservation mem_swappiness memswap_limit mounts "
+        "nano_cpus network networking_config oom_kill_disable oom_score_adj pid_mode "
+        "pids_limit ports publish_all_ports runtime security_opt shm_size storage_opt "
+        "sysctls ulimits use_config_proxy userns_mode uts_mode volume_driver volumes_from"
+    ).split()
+)
+
+
+class Extras:
+    """What is recorded in ``container.json`` after create (no RunOptions field)."""
+
+    __slots__ = ("labels", "memory")
+
+    def __init__(self) -> None:
+        self.labels: dict[str, str] | None = None
+        self.memory: int | None = None
+
+    def __bool__(self) -> bool:
+        return self.labels is not None or self.memory is not None
+
+
+def check_kwargs(method: str, kwargs: Mapping[str, Any]) -> None:
+    """TypeError for keywords docker-py does not have or the engine lacks."""
+    for key in kwargs:
+        if key in KNOWN_KWARGS:
+            continue
+        if key in UNSUPPORTED_KWARGS:
+            raise TypeError(f"{method}(): the docker-py argument {key!r} is not supported")
+        raise TypeError(f"{method}() got an unexpected keyword argument {key!r}")
+
+
+def split_command(value: str | Iterable[str] | None, what: str) -> list[str]:
+    """docker-py's rule: a string is split like a shell would (no expansion)."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return shlex.split(value)
+    if isinstance(value, bytes):
+        raise TypeError(f"{what} must be a string or a list of strings, not bytes")
+    items = list(value)
+    for item in items:
+        if not isinstance(item, str):
+            raise TypeError(f"{what} must hold strings, not {type(item).__name__}")
+    return items
+
+
+def env_entries(env: Env | None) -> list[str]:
+    """``{"K": "v", "F": None}`` or ``["K=v", "F"]`` as ``K=v`` entries."""
+    if env is None:
+        return []
+    if isinstance(env, (str, bytes)):
+        raise TypeError("environment must be a dict or a list of 'K=V' strings")
+    if hasattr(env, "items"):
+        return [k if v is None else f"{k}={v}" for k, v in env.items()]
+    return [str(e) for e in env]
+
+
+def volume_specs(volumes: Mapping[str, Any] | Iterable[str] | None) -> list[str]:
+    """docker-py's ``{host: {"bind": path, "mode": "ro"}}`` (or ``{host:
+    path}``) or ``["src:dst[:mode]"]`` as ``-v`` specs."""
+    if volumes is None:
+        return []
+    if isinstance(volumes, (str, bytes)):
+        raise TypeError("volumes must be a dict or a list of 'src:dst[:mode]' strings")
+    if not hasattr(volumes, "items"):
+        return [str(v) for v in volumes]
+    out = []
+    for host, bind in volumes.items():
+        if isinstance(bind, dict):
+            if "bind" not in bind:
+                raise TypeError(f"volumes[{host!r}] needs a 'bind' key")
+            if "ro" in bind and "mode" in bind:
+                raise TypeError(f"volumes[{host!r}]: give 'mode' or 'ro', not both")
+            mode = bind.get("mode") or ("ro" if bind.get("ro") else "rw")
+            out.append(f"{host}:{bind['bind']}:{mode}")
+        else:
+            out.append(f"{host}:{bind}:rw")
+    return out
+
+
+def tmpfs_specs(tmpfs: Mapping[str, str] | Iterable[str] | None) -> list[str]:
+    """``{"/run": "size=64m"}`` or ``["/run:size=64m"]`` as ``--tmpfs`` specs."""
+    if tmpfs is None:
+        return []
+    if isinstance(tmpfs, (str, bytes)):
+        raise TypeError("tmpfs must be a dict or a list of 'path[:options]' strings")
+    if hasattr(tmpfs, "items"):
+        return [f"{path}:{opts}" if opts else str(path) for path, opts in tmpfs.items()]
+    return [str(t) for t in tmpfs]
+
+
+_UNITS = {"b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def parse_bytes(value: int | str) -> int:
+    """docker-py's ``parse_bytes``: ``512m``, ``1g``, ``100k``, ``4096``, ``"1.5g"``."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        number: float = value
+    elif isinstance(value, str) and value.strip():
+        text = value.strip().lower()
+        if text.endswith("b") and len(text) > 1 and text[-2] in "kmg":
+            text = text[:-1]
+        unit = 1
+        if text[-1] in _UNITS:
+            unit = _UNITS[text[-1]]
+            text = text[:-1]
+        try:
+            number = float(text) * unit
+        except ValueError:
+            raise APIError(f"invalid memory size: {value!r}") from None
+    else:
+        raise APIError(f"invalid memory size: {value!r}")
+    if number < 0:
+        raise APIError(f"invalid memory size: {value!r}")
+    return int(number)
+
+
+def restart_spec(policy: Mapping[str, Any] | None) -> str | None:
+    """``{"Name": "on-failure", "MaximumRetryCount": 3}`` as ``on-failure:3``."""
+    if not policy:
+        return None
+    name = str(policy.get("Name") or "no")
+    retries = int(policy.get("MaximumRetryCount") or 0)
+    if name == "on-failure" and retries:
+        return f"on-failure:{retries}"
+    return name
+
+
+def label_dict(labels: Mapping[str, Any] | Iterable[str] | None) -> dict[str, str] | None:
+    """docker-py accepts a dict or a list of keys (values empty)."""
+    if labels is None:
+        return None
+    if isinstance(labels, (str, bytes)):
+        raise TypeError("labels must be a dict or a list of strings")
+    if hasattr(labels, "items"):
+        return {str(k): str(v) for k, v in labels.items()}
+    return {str(k): "" for k in labels}
+
+
+def _fields() -> frozenset[str]:
+    from .spec import RunOptions
+
+    return frozenset(RunOptions.__slots__)
+
+
+def build_options(
+    method: str,
+    image: str | None,
+    command: str | Iterable[str] | None,
+    kwargs: Mapping[str, Any],
+    *,
+    rootfs: str | None = None,
+    detach: bool = True,
+    pull: str = "never",
+) -> tuple[RunOptions, Extras]:
+    """The :class:`RunOptions` for docker-py's ``create``/``run`` arguments.
+
+    ``image`` or ``rootfs`` (a directory: the CLI's ``--rootfs``) says what
+    to run; ``detach`` and ``kwargs["auto_remove"]`` map to ``run -d`` and
+    ``--rm``.  TypeError for unknown keywords.
+    """
+    from .spec import RunOptions
+
+    check_kwargs(method, kwargs)
+    if (image is None) == (rootfs is None):
+        raise TypeError(f"{method}() needs an image or a rootfs= directory (not both)")
+    args = split_command(command, "command")
+    entrypoint: str | None = None
+    if "entrypoint" in kwargs and kwargs["entrypoint"] is not None:
+        ep = split_command(kwargs["entrypoint"], "entrypoint")
+        entrypoint = ep[0] if ep else ""
+        args = ep[1:] + args
+    network = kwargs.get("network_mode") or "none"
+    if kwargs.get("network_disabled"):
+        network = "none"
+    user = kwargs.get("user")
+    fields = _fields()
+    extras = Extras()
+    more: dict[str, Any] = {}
+    optional: dict[str, Any] = {
+        "detach": detach,
+        "restart": restart_spec(kwargs.get("restart_policy")),
+        "stop_signal": None if kwargs.get("stop_signal") is None else str(kwargs["stop_signal"]),
+        "stop_timeout": kwargs.get("stop_timeout"),
+        "log_opts": _log_opts(kwargs.get("log_config")),
+    }
+    labels = label_dict(kwargs.get("labels"))
+    memory = None if kwargs.get("mem_limit") is None else parse_bytes(kwargs["mem_limit"])
+    if labels is not None:
+        optional["labels"] = labels
+    if memory is not None:
+        optional["memory"] = memory
+    for key, value in optional.items():
+        if value is None:
+            continue
+        if key in fields:
+            more[key] = value
+        elif key == "labels":
+            extras.labels = labels
+        elif key == "memory":
+            extras.memory = memory
+        elif key != "detach" and value != "no":
+            raise APIError(f"{key} is not supported by this engine yet")
+    opts = RunOptions(
+        rootfs or "",
+        args,
+        env=env_entries(kwargs.get("environment")),
+        hostname=kwargs.get("hostname"),
+        name=kwargs.get("name"),
+        user=None if user in (None, "") else str(user),
+        workdir=kwargs.get("working_dir"),
+        volumes=volume_specs(kwargs.get("volumes")),
+        tmpfs=tmpfs_specs(kwargs.get("tmpfs")),
+        network=str(network),
+        cap_add=list(kwargs.get("cap_add") or ()),
+        cap_drop=list(kwargs.get("cap_drop") or ()),
+        privileged=bool(kwargs.get("privileged", False)),
+        read_only=bool(kwargs.get("read_only", False)),
+        tty=bool(kwargs.get("tty", False)),
+        interactive=bool(kwargs.get("stdin_open", False)),
+        remove=bool(kwargs.get("auto_remove", False)),
+        image=image,
+        entrypoint=entrypoint,
+        pull=pull,
+        platform=kwargs.get("platform"),
+        **more,
+    )
+    return opts, extras
+
+
+def _log_opts(config: Mapping[str, Any] | None) -> list[str] | None:
+    """docker-py's ``LogConfig`` dict (``{"Type": "json-file", "Config": {...}}``)
+    as ``--log-opt`` ``key=value`` entries."""
+    if not config:
+        return None
+    kind = config.get("Type") or config.get("type") or "json-file"
+    if kind != "json-file":
+        raise APIError(f"log driver {kind!r} is not supported: only json-file")
+    opts = config.get("Config") or config.get("config") or {}
+    return [f"{k}={v}" for k, v in opts.items()]

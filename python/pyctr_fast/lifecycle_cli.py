@@ -1,0 +1,495 @@
+"""The container lifecycle commands, with Docker's names, flags, output and
+exit codes: ``create``, ``start``, ``stop``, ``kill``, ``restart``, ``rm``,
+``wait``, ``rename``, ``pause``, ``unpause`` and ``container SUBCOMMAND``.
+
+Commands that take several containers act on each; a container that fails
+is reported (``pyctr-fast: <error>``) and the others still run; the status
+is then 1.  Flags may come before, between or after the container names.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from .errors import UserError
+from .flags import BOOL, VALUE, Flag, format_flags, parse_flags
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from .flags import ParsedFlags
+
+__all__ = ["COMMANDS"]
+
+PROG = "pyctr-fast"
+
+HELP = Flag("help", BOOL, "Print usage")
+TIME = Flag("time", VALUE, "Seconds to wait before killing the container", short="t", metavar="int")
+SIGNAL_STOP = Flag("signal", VALUE, "Signal to send to the container", short="s")
+
+START_FLAGS = (
+    Flag("attach", BOOL, "Attach STDOUT/STDERR and forward signals", short="a"),
+    HELP,
+    Flag("interactive", BOOL, "Attach container's STDIN", short="i"),
+)
+STOP_FLAGS = (HELP, SIGNAL_STOP, TIME)
+KILL_FLAGS = (
+    HELP,
+    Flag("signal", VALUE, 'Signal to send to the container (default "KILL")', short="s"),
+)
+RM_FLAGS = (
+    Flag("force", BOOL, "Force the removal of a running container (uses SIGKILL)", short="f"),
+    HELP,
+    Flag("volumes", BOOL, "Remove anonymous volumes associated with the container", short="v"),
+)
+PRUNE_FLAGS = (Flag("force", BOOL, "Do not prompt for confirmation", short="f"), HELP)
+PLAIN_FLAGS = (HELP,)
+
+
+def _out(text: str) -> None:
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        pass
+
+
+def _error(message: str) -> None:
+    sys.stderr.write(f"{PROG}: {message}\n")
+    sys.stderr.flush()
+
+
+def _split(args: Sequence[str], table: Sequence[Flag]) -> tuple[list[str], list[str]]:
+    """Separate flags (anywhere, as cobra allows) from positional words."""
+    by_long = {f.long: f for f in table}
+    by_short = {f.short: f for f in table if f.short}
+    flags: list[str] = []
+    words: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        i += 1
+        if arg == "--":
+            words.extend(args[i:])
+            break
+        if arg.startswith("--"):
+            flags.append(arg)
+            flag = by_long.get(arg[2:].partition("=")[0])
+            if flag is not None and flag.kind != BOOL and "=" not in arg and i < len(args):
+                flags.append(args[i])
+                i += 1
+        elif arg.startswith("-") and len(arg) > 1:
+            flags.append(arg)
+            for j, letter in enumerate(arg[1:], 1):
+                flag = by_short.get(letter)
+                if flag is None or flag.kind == BOOL:
+                    if arg[j + 1 : j + 2] == "=":
+                        break
+                    continue
+                if j == len(arg) - 1 and i < len(args):
+                    flags.append(args[i])
+                    i += 1
+                break
+        else:
+            words.append(arg)
+    return flags, words
+
+
+def _parse(
+    command: str, args: Sequence[str], table: Sequence[Flag], usage: str, about: str
+) -> tuple[ParsedFlags, list[str]] | None:
+    """Flags and words, or None after printing ``--help``."""
+    flags, words = _split(args, table)
+    parsed, extra = parse_flags(flags, table)
+    words = extra + words
+    if parsed.flag("help"):
+        _out(f"Usage:  {PROG} {command} {usage}\n\n{about}\n\nOptions:\n{format_flags(table)}\n")
+        return None
+    return parsed, words
+
+
+def _need(command: str, words: Sequence[str], least: int, most: int | None = None) -> None:
+    """Docker's argument-count errors (exit status 1)."""
+    if least <= len(words) and (most is None or len(words) <= most):
+        return
+    how = "exactly" if most == least else "at least"
+    what = "argument" if least == 1 else "arguments"
+    raise UserError(
+        f"\"{command}\" requires {how} {least} {what}; see '{PROG} {command} --help'",
+        exit_code=1,
+    )
+
+
+def _os_message(err: OSError) -> str:
+    """One line for an unexpected OS error (a read-only or vanished state dir)."""
+    where = f" {err.filename}" if err.filename else ""
+    return f"{err.strerror or err}:{where}" if where else str(err.strerror or err)
+
+
+def _each(refs: Sequence[str], act: Callable[[str], str | None]) -> int:
+    """Run ``act`` for every container, print what it returns, report
+    failures and carry on; 1 if any failed."""
+    from ._native import ContainerError
+
+    status = 0
+    for ref in refs:
+        try:
+            shown = act(ref)
+        except (UserError, ContainerError) as err:
+            _error(str(err))
+            status = 1
+            continue
+        except OSError as err:
+            _error(_os_message(err))
+            status = 1
+            continue
+        if shown is not None:
+            _out(shown + "\n")
+    return status
+
+
+def _int_flag(parsed: ParsedFlags, dest: str) -> int | None:
+    from .cli import parse_int_flag
+
+    return parse_int_flag(parsed, dest)
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def create_cli(args: Sequence[str], root: str | None) -> int:
+    """``create [OPTIONS] IMAGE|--rootfs DIR [COMMAND] [ARG...]``: prints the id."""
+    from .cli import RUN_FLAGS, options_from_run_args
+
+    table = tuple(f for f in RUN_FLAGS if f.long != "detach")
+    # Docker's "unknown flag" for run-only flags such as -d.
+    parsed, _ = parse_flags(args, table)
+    if parsed.flag("help"):
+        _out(
+            f"Usage:  {PROG} create [OPTIONS] --rootfs DIR COMMAND [ARG...]\n"
+            f"        {PROG} create [OPTIONS] IMAGE [COMMAND] [ARG...]\n\n"
+            f"Create a new container\n\nOptions:\n{format_flags(table)}\n"
+        )
+        return 0
+    opts, _ = options_from_run_args(args)
+    if opts is None:
+        return 0
+    from . import lifecycle
+
+    rec = lifecycle.create(opts, root=root)
+    _out(rec.id + "\n")
+    return 0
+
+
+def start_cli(args: Sequence[str], root: str | None) -> int:
+    """``start [-a] [-i] CONTAINER...``: prints each name given; with ``-a``
+    the container's output, and its exit status is returned."""
+    got = _parse(
+        "start", args, START_FLAGS, "[OPTIONS] CONTAINER [CONTAINER...]",
+        "Start one or more stopped containers",
+    )  # fmt: skip
+    if got is None:
+        return 0
+    parsed, words = got
+    _need("start", words, 1)
+    from . import lifecycle
+
+    attach = parsed.flag("attach") or parsed.flag("interactive")
+    if attach:
+        if len(words) > 1:
+            raise UserError("you cannot start and attach multiple containers at once", 1)
+        from ._native import ContainerError
+
+        try:
+            status = lifecycle.start(root, words[0], attach=True, forward_signals=True)
+        except ContainerError as err:
+            _error(str(err))
+            return 1
+        return 0 if status is None else status
+
+    def act(ref: str) -> str:
+        lifecycle.start(root, ref)
+        return ref
+
+    return _each(words, act)
+
+
+def stop_cli(args: Sequence[str], root: str | None) -> int:
+    """``stop [-t N] [-s SIG] CONTAINER...``."""
+    got = _parse(
+        "stop", args, STOP_FLAGS, "[OPTIONS] CONTAINER [CONTAINER...]",
+        "Stop one or more running containers",
+    )  # fmt: skip
+    if got is None:
+        return 0
+    parsed, words = got
+    _need("stop", words, 1)
+    timeout = _int_flag(parsed, "time")
+    sig = parsed.value("signal")
+    from . import lifecycle
+
+    if sig is not None:
+        from .signals import parse_signal
+
+        parse_signal(sig)
+
+    def act(ref: str) -> str:
+        lifecycle.stop(root, ref, timeout, signal=sig)
+        return ref
+
+    return _each(words, act)
+
+
+def kill_cli(args: Sequence[str], root: str | None) -> int:
+    """``kill [-s SIG] CONTAINER...``."""
+    got = _parse(
+        "kill", args, KILL_FLAGS, "[OPTIONS] CONTAINER [CONTAINER...]",
+        "Kill one or more running containers",
+    )  # fmt: skip
+    if got is None:
+        return 0
+    parsed, words = got
+    _need("kill", words, 1)
+    from . import lifecycle
+    from .signals import parse_signal
+
+    sig = parsed.value("signal") or "KILL"
+    parse_signal(sig)
+
+    def act(ref: str) -> str:
+        lifecycle.kill(root, ref, sig)
+        return ref
+
+    return _each(words, act)
+
+
+def restart_cli(args: Sequence[str], root: str | None) -> int:
+    """``restart [-t N] [-s SIG] CONTAINER...``."""
+    got = _parse(
+        "restart", args, STOP_FLAGS, "[OPTIONS] CONTAINER [CONTAINER...]",
+        "Restart one or more containers",
+    )  # fmt: skip
+    if got is None:
+        return 0
+    parsed, words = got
+    _need("restart", words, 1)
+    timeout = _int_flag(parsed, "time")
+    sig = parsed.value("signal")
+    from . import lifecycle
+
+    def act(ref: str) -> str:
+        lifecycle.restart(root, ref, timeout, signal=sig)
+        return ref
+
+    return _each(words, act)
+
+
+def rm_cli(args: Sequence[str], root: str | None) -> int:
+    """``rm [-f] [-v] CONTAINER...``."""
+    got = _parse(
+        "rm", args, RM_FLAGS, "[OPTIONS] CONTAINER [CONTAINER...]",
+        "Remove one or more containers",
+    )  # fmt: skip
+    if got is None:
+        return 0
+    parsed, words = got
+    _need("rm", words, 1)
+    from . import lifecycle
+
+    force = parsed.flag("force")
+    volumes = parsed.flag("volumes")
+
+    def act(ref: str) -> str:
+        lifecycle.remove(root, ref, force=force, volumes=volumes)
+        return ref
+
+    return _each(words, act)
+
+
+def wait_cli(args: Sequence[str], root: str | None) -> int:
+    """``wait CONTAINER...``: prints each exit code."""
+    got = _parse(
+        "wait", args, PLAIN_FLAGS, "CONTAINER [CONTAINER...]",
+        "Block until one or more containers stop, then print their exit codes",
+    )  # fmt: skip
+    if got is None:
+        return 0
+    _, words = got
+    _need("wait", words, 1)
+    from . import lifecycle
+
+    return _each(words, lambda ref: str(lifecycle.wait(root, ref)))
+
+
+def rename_cli(args: Sequence[str], root: str | None) -> int:
+    """``rename CONTAINER NEW_NAME``."""
+    got = _parse("rename", args, PLAIN_FLAGS, "CONTAINER NEW_NAME", "Rename a container")
+    if got is None:
+        return 0
+    _, words = got
+    _need("rename", words, 2, 2)
+    from . import lifecycle
+
+    lifecycle.rename(root, words[0], words[1])
+    return 0
+
+
+def pause_cli(args: Sequence[str], root: str | None) -> int:
+    """``pause CONTAINER...``."""
+    got = _parse(
+        "pause", args, PLAIN_FLAGS, "CONTAINER [CONTAINER...]",
+        "Pause all processes within one or more containers",
+    )  # fmt: skip
+    if got is None:
+        return 0
+    _, words = got
+    _need("pause", words, 1)
+    from . import lifecycle
+
+    def act(ref: str) -> str:
+        lifecycle.pause(root, ref)
+        return ref
+
+    return _each(words, act)
+
+
+def unpause_cli(args: Sequence[str], root: str | None) -> int:
+    """``unpause CONTAINER...``."""
+    got = _parse(
+        "unpause", args, PLAIN_FLAGS, "CONTAINER [CONTAINER...]",
+        "Unpause all processes within one or more containers",
+    )  # fmt: skip
+    if got is None:
+        return 0
+    _, words = got
+    _need("unpause", words, 1)
+    from . import lifecycle
+
+    def act(ref: str) -> str:
+        lifecycle.unpause(root, ref)
+        return ref
+
+    return _each(words, act)
+
+
+def prune_cli(args: Sequence[str], root: str | None) -> int:
+    """``container prune [-f]``: asks first unless ``-f``."""
+    got = _parse("container prune", args, PRUNE_FLAGS, "[OPTIONS]", "Remove all stopped containers")
+    if got is None:
+        return 0
+    parsed, words = got
+    if words:
+        raise UserError(
+            f"\"container prune\" accepts no arguments; see '{PROG} container prune --help'", 1
+        )
+    if not parsed.flag("force"):
+        _out(
+            "WARNING! This will remove all stopped containers.\n"
+            "Are you sure you want to continue? [y/N] "
+        )
+        answer = sys.stdin.readline().strip().lower()
+        if answer not in ("y", "yes"):
+            return 0
+    from . import lifecycle
+
+    removed = lifecycle.prune(root)
+    text = "".join(cid + "\n" for cid in removed)
+    _out(("Deleted Containers:\n" + text + "\n" if removed else "") + "Total reclaimed space: 0B\n")
+    return 0
+
+
+CONTAINER_HELP = f"""\
+Usage:  {PROG} container COMMAND
+
+Manage containers
+
+Commands:
+  create      Create a new container
+  exec        Execute a command in a running container
+  inspect     Display detailed information on one or more containers
+  kill        Kill one or more running containers
+  logs        Fetch the logs of a container
+  ls          List containers
+  pause       Pause all processes within one or more containers
+  prune       Remove all stopped containers
+  rename      Rename a container
+  restart     Restart one or more containers
+  rm          Remove one or more containers
+  run         Create and run a new container
+  start       Start one or more stopped containers
+  stop        Stop one or more running containers
+  top         Display the running processes of a container
+  unpause     Unpause all processes within one or more containers
+  wait        Block until one or more containers stop, then print their exit codes
+  cp          Copy files/folders between a container and the local filesystem
+
+Run '{PROG} container COMMAND --help' for more information on a command.
+"""
+
+#: ``container SUB``: the module (imported on use) and command that do it.
+_ELSEWHERE = {
+    "ls": ("views_cli", "ps"),
+    "list": ("views_cli", "ps"),
+    "ps": ("views_cli", "ps"),
+    "inspect": ("views_cli", "inspect"),
+    "logs": ("views_cli", "logs"),
+    "top": ("views_cli", "top"),
+    "cp": ("views_cli", "cp"),
+    "exec": ("exec_cli", "exec"),
+}
+
+
+def container_cli(args: Sequence[str], root: str | None) -> int:
+    """``container SUBCOMMAND ...``."""
+    if not args or args[0] in ("-h", "--help", "help"):
+        _out(CONTAINER_HELP)
+        return 0
+    sub, rest = args[0], args[1:]
+    if sub == "prune":
+        return prune_cli(rest, root)
+    if sub == "run":
+        from .cli import run_cli
+
+        return run_cli(rest, root)
+    handler = COMMANDS.get(sub) if sub != "container" else None
+    if handler is not None:
+        return handler(rest, root)
+    if sub in _ELSEWHERE:
+        import importlib
+
+        module_name, command = _ELSEWHERE[sub]
+        module = importlib.import_module(f".{module_name}", __package__)
+        found: Callable[[Sequence[str], str | None], int] = module.COMMANDS[command]
+        return found(rest, root)
+    raise UserError(f"'container {sub}' is not a {PROG} command; see '{PROG} container --help'")
+
+
+def _guarded(
+    handler: Callable[[Sequence[str], str | None], int], code: int
+) -> Callable[[Sequence[str], str | None], int]:
+    """``handler`` with unexpected OS errors as one-line errors (exit ``code``)."""
+
+    def run(args: Sequence[str], root: str | None) -> int:
+        try:
+            return handler(args, root)
+        except OSError as err:
+            raise UserError(_os_message(err), code) from None
+
+    run.__doc__ = handler.__doc__
+    return run
+
+
+COMMANDS: dict[str, Callable[[Sequence[str], str | None], int]] = {
+    "create": _guarded(create_cli, 125),
+    "start": _guarded(start_cli, 1),
+    "stop": _guarded(stop_cli, 1),
+    "kill": _guarded(kill_cli, 1),
+    "restart": _guarded(restart_cli, 1),
+    "rm": _guarded(rm_cli, 1),
+    "wait": _guarded(wait_cli, 1),
+    "rename": _guarded(rename_cli, 1),
+    "pause": _guarded(pause_cli, 1),
+    "unpause": _guarded(unpause_cli, 1),
+    "container": _guarded(container_cli, 1),
+}
