@@ -41,7 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -337,7 +337,14 @@ def build_candidates(
 # --------------------------------------------------------------------------- measuring
 
 
-def measure(cands: list[Candidate], rounds: int, rng: random.Random) -> None:
+def measure(
+    cands: Sequence[Candidate],
+    rounds: int,
+    rng: random.Random,
+    errors: tuple[type[Exception], ...] = (Exception,),
+) -> None:
+    """Rounds of every candidate once in a fresh random order, cold then warm;
+    a candidate's first error (one of ``errors``) ends its measuring."""
     active = [c for c in cands if c.skipped is None]
     for phase in ("cold", "warm"):
         for _ in range(rounds):
@@ -353,11 +360,19 @@ def measure(cands: list[Candidate], rounds: int, rng: random.Random) -> None:
                     else:
                         c.run()
                         c.warm.append(c.run())
-                except Exception as err:
+                except errors as err:
                     c.error = f"{type(err).__name__}: {err}"
 
 
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
 def _ratios(c: Candidate, ref: Candidate, phase: str) -> list[float]:
+    """(candidate / reference) of each round of ``phase``."""
     mine, theirs = getattr(c, phase), getattr(ref, phase)
     return [a / b for a, b in zip(mine, theirs) if b > 0]
 
@@ -374,21 +389,13 @@ def render(
     cands: list[Candidate], rounds: int, notes: list[str], workfs: str, ref_name: str
 ) -> str:
     ref = next((c for c in cands if c.name == ref_name and c.cold and not c.error), None)
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor() or "unknown",
-    )
     lines = [
         "# Container start->exit latency of `/bin/true`",
         "",
         f"- date: {_dt.datetime.now(_dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
         f"- kernel: {platform.release()}",
         f"- cgroup mode: {cgroup_mode()}",
-        f"- CPU: {cpu} ({os.cpu_count()} cores)",
+        f"- CPU: {cpu_model()} ({os.cpu_count()} cores)",
         f"- Python: {platform.python_version()} ({sys.executable})",
         f"- image and state on: {workfs}",
         f"- rounds: {rounds} cold (300 ms idle before each start) and {rounds} warm "

@@ -59,7 +59,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benches.compare import COLD_SLEEP, HugetlbFix, _first_line, cgroup_mode, pyctr_cli
+from benches.compare import (
+    Candidate,
+    HugetlbFix,
+    _first_line,
+    _ratios,
+    cgroup_mode,
+    cpu_model,
+    measure,
+    pyctr_cli,
+)
 from benches.lifecycle_engines import (
     BenchError,
     Crun,
@@ -138,14 +147,8 @@ def measure_memory(engine: Engine, count: int, tag: str) -> Memory:
 
 
 @dataclass
-class Latency:
-    name: str
-    timed: Callable[[], float]
-    version: str = ""
-    skipped: str | None = None
-    cold: list[float] = field(default_factory=list)
-    warm: list[float] = field(default_factory=list)
-    error: str | None = None
+class Latency(Candidate):
+    """A candidate of benches.compare's measuring (``run`` times one command)."""
 
     def ok(self) -> bool:
         return self.skipped is None and self.error is None and bool(self.cold and self.warm)
@@ -167,7 +170,7 @@ def run_d_candidate(
         engine.remove([name])
         return ms
 
-    c = Latency(label, once, engine.version, engine.skipped)
+    c = Latency(label, once, engine.version, skipped=engine.skipped)
     if c.skipped is None:
         try:
             once()
@@ -184,49 +187,26 @@ def exec_candidate(
     version: str,
     skipped: str | None,
 ) -> Latency:
-    c = Latency(label, lambda: spawn_timed(argv, env, scratch)[0], version, skipped)
+    c = Latency(label, lambda: spawn_timed(argv, env, scratch)[0], version, skipped=skipped)
     if c.skipped is None:
         try:
-            c.timed()
+            c.run()
         except (BenchError, OSError) as err:
             c.skipped = str(err)
     return c
 
 
 def measure_latency(cands: list[Latency], rounds: int, rng: random.Random) -> None:
-    active = [c for c in cands if c.skipped is None]
-    for phase in ("cold", "warm"):
-        for _ in range(rounds):
-            order = active[:]
-            rng.shuffle(order)
-            for c in order:
-                if c.error:
-                    continue
-                try:
-                    if phase == "cold":
-                        time.sleep(COLD_SLEEP)
-                        c.cold.append(c.timed())
-                    else:
-                        c.timed()
-                        c.warm.append(c.timed())
-                except (BenchError, OSError) as err:
-                    c.error = f"{type(err).__name__}: {err}"
+    measure(cands, rounds, rng, (BenchError, OSError))
 
 
 # --------------------------------------------------------------------------- report
 
 
-def _cpu() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
-
-
 def _ratio(c: Latency, ref: Latency | None, phase: str) -> str:
     if ref is None or not ref.ok() or not c.ok():
         return "-"
-    pairs = [a / b for a, b in zip(getattr(c, phase), getattr(ref, phase)) if b > 0]
+    pairs = _ratios(c, ref, phase)
     return f"{statistics.median(pairs):.2f}x" if pairs else "-"
 
 
@@ -559,7 +539,7 @@ def main(argv: list[str] | None = None) -> int:
     header = [
         f"date: {_dt.datetime.now(_dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
         f"kernel: {platform.release()}; cgroup mode: {cgroup_mode()}",
-        f"CPU: {_cpu()} ({os.cpu_count()} cores); load average (1 min) "
+        f"CPU: {cpu_model()} ({os.cpu_count()} cores); load average (1 min) "
         f"{load_before[0]:.2f} before, {os.getloadavg()[0]:.2f} after",
         f"data roots, images and state on: {bench.workfs}",
         f"latency: {rounds} cold rounds (300 ms idle before each command) and {rounds} warm "

@@ -59,7 +59,8 @@ def leftover_cgroups() -> list[Path]:
     )
 
 
-def _rmdir_cgroup(path: Path) -> None:
+def rmdir_cgroup(path: Path) -> None:
+    """Remove an empty cgroup, retrying for up to ~2 s while it is busy."""
     for _ in range(100):
         try:
             path.rmdir()
@@ -75,10 +76,10 @@ def cgroup_parent() -> Iterator[str]:
     """The session's cgroup parent; removed (with anything left in it) at the end."""
     yield CGROUP_PARENT
     for child in leftover_cgroups():
-        _rmdir_cgroup(child)
+        rmdir_cgroup(child)
     for d in cgroup_parent_dirs():
         if d.is_dir():
-            _rmdir_cgroup(d)
+            rmdir_cgroup(d)
 
 
 @dataclass
@@ -145,7 +146,7 @@ def leak_guard(session_base: Path) -> Iterator[Guard]:
     if cgroups_left:
         problems.append(f"cgroups left: {[str(p) for p in cgroups_left]}")
         for path in cgroups_left:
-            _rmdir_cgroup(path)
+            rmdir_cgroup(path)
 
     new_default = _default_root_entries() - default_before
     if new_default:

@@ -25,7 +25,10 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pexpect
 
 # --------------------------------------------------------------------------- constants
 
@@ -710,6 +713,50 @@ def finish(proc: subprocess.Popen[bytes], timeout: float = CLI_TIMEOUT) -> Resul
         err.decode(errors="replace"),
         time.monotonic() - start,
     )
+
+
+# --------------------------------------------------------------------------- terminals
+
+
+class _PexpectHandle:
+    """Lets the leak guard's tracker end a pexpect child like a Popen."""
+
+    def __init__(self, child: pexpect.spawn) -> None:
+        self.child = child
+        self.pid = child.pid
+        self.args = child.args
+        self.stdin = self.stdout = self.stderr = None
+
+    def poll(self) -> int | None:
+        return None if self.child.isalive() else 0
+
+    def wait(self, timeout: float | None = None) -> int:
+        self.child.close(force=True)
+        return 0
+
+
+def spawn_pty(
+    engine: Engine, argv: list[str], dimensions: tuple[int, int] | None = None
+) -> pexpect.spawn:
+    """``argv`` on a new pty (pexpect, 15 s per expect) with the engine's
+    environment, ended by the leak guard if the test does not."""
+    import pexpect
+
+    child = pexpect.spawn(
+        argv[0], argv[1:], env=engine.base_env(), timeout=15, dimensions=dimensions
+    )
+    engine.tracker.add(_PexpectHandle(child))  # type: ignore[arg-type]
+    return child
+
+
+def close_pty(child: pexpect.spawn) -> int:
+    """Wait for a :func:`spawn_pty` child's end; its exit status."""
+    import pexpect
+
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus is not None, f"killed by signal {child.signalstatus}"
+    return int(child.exitstatus)
 
 
 def snapshot_tree(path: Path) -> dict[str, tuple[int, int, int, bytes | str | None]]:

@@ -11,6 +11,9 @@ removes everything it wrote and releases the locks.
 
 :class:`Detached` starts real containers with ``run -d`` and removes them
 with ``rm -f`` at teardown.
+
+The ``fake`` and ``detached`` fixtures give a test one of each (import them
+into the test module).
 """
 
 from __future__ import annotations
@@ -20,11 +23,12 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import ctrkit
+import pytest
 
 NEVER = "0001-01-01T00:00:00Z"
 
@@ -46,6 +50,30 @@ def log_line(stream: str, text: str | bytes, when: float) -> bytes:
         text = text.decode("utf-8", "surrogateescape")
     record = {"log": text, "stream": stream, "time": rfc3339(when)}
     return json.dumps(record, separators=(",", ":")).encode("utf-8", "surrogateescape") + b"\n"
+
+
+def launch_doc(root: Path, cdir: Path, name: str, **fields: Any) -> dict[str, Any]:
+    """launch.json (docs/lifecycle.md) of container directory ``cdir``: no
+    stdin, no overlay, no restart, an unrotated json-file log, no cgroup;
+    ``fields`` replace any of these."""
+    cid = cdir.name
+    doc: dict[str, Any] = {
+        "id": cid,
+        "name": name,
+        "root": str(root),
+        "stdin_open": False,
+        "overlay": None,
+        "log_path": str(cdir / f"{cid}-json.log"),
+        "log_max_size": 0,
+        "log_max_files": 1,
+        "restart": {"name": "no", "max_retries": 0},
+        "auto_remove": False,
+        "cgroup_procs": [],
+        "cgroup_dirs": [],
+        "oom_file": None,
+    }
+    doc.update(fields)
+    return doc
 
 
 class FakeRoot:
@@ -146,21 +174,7 @@ class FakeRoot:
         }
         if pid_start is not None:
             state["PidStartTime"] = pid_start
-        launch = {
-            "id": cid,
-            "name": name,
-            "root": str(self.root),
-            "stdin_open": False,
-            "overlay": overlay,
-            "log_path": str(cdir / f"{cid}-json.log"),
-            "log_max_size": 0,
-            "log_max_files": 1,
-            "restart": {"name": "no", "max_retries": 0},
-            "auto_remove": False,
-            "cgroup_procs": [],
-            "cgroup_dirs": [],
-            "oom_file": None,
-        }
+        launch = launch_doc(self.root, cdir, name, overlay=overlay)
         for fname, obj in (
             ("config.json", spec),
             ("launch.json", launch),
@@ -229,3 +243,17 @@ class Detached:
             if cdir.exists():  # rm failed: the leak guard reports (and ends) what is left
                 shutil.rmtree(cdir, ignore_errors=True)
         self.ids.clear()
+
+
+@pytest.fixture
+def fake(root: Path) -> Iterator[FakeRoot]:
+    f = FakeRoot(root)
+    yield f
+    f.cleanup()
+
+
+@pytest.fixture
+def detached(engine: ctrkit.Engine) -> Iterator[Detached]:
+    d = Detached(engine)
+    yield d
+    d.cleanup()

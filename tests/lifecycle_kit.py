@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from conftest import cgroup_parent_dirs
-from ctrkit import Engine, Result, assert_ok
+from ctrkit import Engine, Result, _proc_alive, assert_ok
 
 ID = re.compile(r"^[0-9a-f]{64}$")
 FREEZER = Path("/sys/fs/cgroup/freezer")
@@ -103,11 +103,8 @@ def ctrs(engine: Engine) -> Iterator[Ctrs]:
 
 
 def alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[0] != "Z"
+    """True while ``pid`` exists and is not a zombie."""
+    return _proc_alive(pid)
 
 
 def ppid(pid: int) -> int:

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import CGROUP_PARENT
+from conftest import CGROUP_PARENT, rmdir_cgroup
 from pyctr_fast import cgroups
 from pyctr_fast.errors import UserError
 
@@ -51,19 +51,8 @@ def v2(tmp_path: Path) -> Iterator[cgroups.V2Driver]:
     if top.exists():
         for child in top.iterdir():
             if child.is_dir():
-                _rmdir(child)
-        _rmdir(top)
-
-
-def _rmdir(path: Path) -> None:
-    for _ in range(100):
-        try:
-            path.rmdir()
-            return
-        except FileNotFoundError:
-            return
-        except OSError:
-            time.sleep(0.02)
+                rmdir_cgroup(child)
+        rmdir_cgroup(top)
 
 
 class Counter:

@@ -16,23 +16,17 @@ import os
 import stat
 import subprocess
 import tarfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import ctrkit
 import imagekit
 import pytest
 from ctrkit import Engine, assert_engine_error, assert_ok
-from fakectr import Detached
+from fakectr import Detached, detached
 
 pytestmark = pytest.mark.usefixtures("integration_ready")
 
-
-@pytest.fixture
-def detached(engine: Engine) -> Iterator[Detached]:
-    d = Detached(engine)
-    yield d
-    d.cleanup()
+__all__ = ["detached"]  # the fixture
 
 
 @pytest.fixture

@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pexpect
 import pytest
 from ctrkit import (
     DOCKER_PATH,
@@ -33,16 +32,19 @@ from ctrkit import (
     Result,
     assert_engine_error,
     assert_ok,
+    close_pty,
     kill_pid,
     parse_env,
     parse_status,
     read_line,
+    spawn_pty,
     wait_gone,
 )
 
 pytestmark = pytest.mark.timeout(90)
 
 FREEZER = Path("/sys/fs/cgroup/freezer")
+UNIFIED = Path("/sys/fs/cgroup/unified")  # this VM's (hybrid) cgroup2 hierarchy
 NS_KINDS = ("cgroup", "ipc", "mnt", "net", "pid", "uts", "user", "time")
 CAP_LINES = ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")
 
@@ -191,6 +193,28 @@ def freezer_cgroup() -> Iterator[Path]:
         _remove_cgroup(path)
 
 
+@pytest.fixture
+def v2_group() -> Iterator[Path]:
+    """A throwaway cgroup v2 group (under a parent of its own), removed afterwards."""
+    if not (UNIFIED / "cgroup.procs").is_file():
+        pytest.skip("no cgroup2 hierarchy at /sys/fs/cgroup/unified")
+    parent = UNIFIED / f"pyctr-fast-test-exec-{secrets.token_hex(4)}"
+    group = parent / "ctr"
+    group.mkdir(parents=True)
+    try:
+        yield group
+    finally:
+        for path in (group, parent):
+            deadline = time.monotonic() + 10
+            while path.is_dir():
+                try:
+                    path.rmdir()
+                except OSError as err:
+                    if err.errno != errno.EBUSY or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.01)
+
+
 def _own_freezer_cgroup(pid: int | str = "self") -> Path:
     for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
         _, controllers, rel = line.split(":", 2)
@@ -298,6 +322,35 @@ def test_exec_into_a_missing_cgroup_fails_with_one_line_and_starts_nothing(
 ) -> None:
     flag = engine.rootfs / "tmp" / "ran"
     ctr.write_launch(cgroup_procs=[str(FREEZER / "pyctr-fast-test-gone" / "cgroup.procs")])
+    res = ex(engine, ctr.name, "touch", "/tmp/ran")
+    assert_engine_error(res, 126, "exec failed", "join cgroup")
+    assert not flag.exists()
+
+
+def test_exec_is_born_in_its_cgroup_v2_group_and_written_into_v1_ones(
+    engine: Engine, ctr: Ctr, v2_group: Path, freezer_cgroup: Path
+) -> None:
+    # cgroup v2: clone3(CLONE_INTO_CGROUP), no cgroup.procs write (which waits
+    # out an RCU grace period); v1 hierarchies are still written.
+    ctr.write_launch(
+        cgroup_procs=[str(v2_group / "cgroup.procs"), str(freezer_cgroup / "cgroup.procs")]
+    )
+    env = {**engine.base_env(), "PYCTR_TRACE": "1"}
+    res = ex(engine, ctr.name, "cat", "/proc/self/cgroup", env=env)
+    assert res.returncode == 0, res
+    lines = res.stdout.splitlines()
+    out = res.stdout
+    assert any(line.startswith("0::/") and line.endswith("/ctr") for line in lines), out
+    assert next(line for line in lines if ":freezer:" in line).endswith("/" + freezer_cgroup.name)
+    assert "engine: cgroups joined (v2 by clone3, 1 written)" in res.stderr, res.stderr
+    assert (v2_group / "cgroup.procs").read_text() == ""
+
+
+def test_exec_into_a_missing_cgroup_v2_group_fails_with_one_line_and_starts_nothing(
+    engine: Engine, ctr: Ctr, v2_group: Path
+) -> None:
+    flag = engine.rootfs / "tmp" / "ran"
+    ctr.write_launch(cgroup_procs=[str(v2_group / "gone" / "cgroup.procs")])
     res = ex(engine, ctr.name, "touch", "/tmp/ran")
     assert_engine_error(res, 126, "exec failed", "join cgroup")
     assert not flag.exists()
@@ -445,36 +498,15 @@ def test_exec_detached_returns_at_once_and_the_process_runs(engine: Engine, ctr:
 # --------------------------------------------------------------------------- terminals
 
 
-class _PexpectHandle:
-    """Lets the leak guard's tracker end a pexpect child like a Popen."""
-
-    def __init__(self, child: pexpect.spawn) -> None:
-        self.child = child
-        self.pid = child.pid
-        self.args = child.args
-        self.stdin = self.stdout = self.stderr = None
-
-    def poll(self) -> int | None:
-        return None if self.child.isalive() else 0
-
-    def wait(self, timeout: float | None = None) -> int:
-        self.child.close(force=True)
-        return 0
-
-
 def test_exec_it_is_an_interactive_session_on_a_new_pty(engine: Engine, ctr: Ctr) -> None:
-    argv = engine.argv("exec", "-it", ctr.name, "sh")
-    child = pexpect.spawn(argv[0], argv[1:], env=engine.base_env(), timeout=15, dimensions=(31, 97))
-    engine.tracker.add(_PexpectHandle(child))  # type: ignore[arg-type]
+    child = spawn_pty(engine, engine.argv("exec", "-it", ctr.name, "sh"), (31, 97))
     child.expect(rb"/ # ")
     child.sendline("tty; stty size; echo TERM=$TERM; readlink /proc/$$/fd/0; exit 3")
     child.expect(rb"/dev/pts/\d+\r\n")
     child.expect(rb"31 97\r\n")
     child.expect(rb"TERM=xterm\r\n")
     child.expect(rb"/dev/pts/\d+\r\n")
-    child.expect(pexpect.EOF)
-    child.close()
-    assert child.exitstatus == 3, (child.exitstatus, child.signalstatus)
+    assert close_pty(child) == 3
 
 
 # --------------------------------------------------------------------------- refusals
@@ -505,6 +537,23 @@ def test_exec_into_a_paused_container_is_a_one_line_error(
     _set_freezer(group, "FROZEN")
     env = {**engine.base_env(), "PYCTR_CGROUP_PARENT": freezer_cgroup.name}
     res = ex(engine, ctr.name, "true", env=env)
+    assert_engine_error(res, 1, f"Container {ctr.id} is paused, unpause the container before exec")
+
+
+def test_exec_reads_paused_from_the_freezer_of_launch_jsons_cgroup_dirs(
+    engine: Engine, ctr: Ctr, freezer_cgroup: Path
+) -> None:
+    # launch.json records where the container's cgroup is (another
+    # $PYCTR_CGROUP_PARENT at start): that freezer, not the planned one, says
+    # whether it is paused.
+    group = freezer_cgroup / "elsewhere"
+    group.mkdir()
+    for pid in _processes_in_pid_ns(os.readlink(f"/proc/{ctr.pid}/ns/pid")):
+        (group / "cgroup.procs").write_text(str(pid))
+    ctr.write_launch(cgroup_dirs=[str(group)], cgroup_procs=[str(group / "cgroup.procs")])
+    assert_ok(ex(engine, ctr.name, "true"))
+    _set_freezer(group, "FROZEN")
+    res = ex(engine, ctr.name, "true")
     assert_engine_error(res, 1, f"Container {ctr.id} is paused, unpause the container before exec")
 
 

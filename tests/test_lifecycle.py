@@ -314,7 +314,10 @@ def test_ids_unique_prefixes_and_ambiguous_prefixes(ctrs: Ctrs) -> None:
     res = ctrs.cli("rm", shared[0][0])
     assert_engine_error(res, 1, f"multiple containers found with provided prefix: {shared[0][0]}")
     assert len(ctrs.ids()) == 17
-    prefix = next(shared[0][:n] for n in range(2, 64) if not shared[1].startswith(shared[0][:n]))
+    others = [cid for cid in ids if cid != shared[0]]
+    prefix = next(
+        shared[0][:n] for n in range(2, 64) if not any(o.startswith(shared[0][:n]) for o in others)
+    )
     assert assert_ok(ctrs.cli("rm", prefix)) == prefix + "\n"
     assert shared[0] not in ctrs.ids() and shared[1] in ctrs.ids()
     assert assert_ok(ctrs.cli("rm", shared[1])) == shared[1] + "\n"

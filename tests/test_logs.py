@@ -14,31 +14,18 @@ import os
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import ctrkit
 import pytest
 from ctrkit import Engine, assert_engine_error, assert_ok
-from fakectr import Detached, FakeRoot, log_line, rfc3339
+from fakectr import Detached, FakeRoot, detached, fake, log_line, rfc3339
 
 pytestmark = pytest.mark.usefixtures("integration_ready")
 
+__all__ = ["detached", "fake"]  # the fixtures
+
 T0 = 1_700_000_000.0  # 2023-11-14T22:13:20Z
-
-
-@pytest.fixture
-def fake(root: Path) -> Iterator[FakeRoot]:
-    f = FakeRoot(root)
-    yield f
-    f.cleanup()
-
-
-@pytest.fixture
-def detached(engine: Engine) -> Iterator[Detached]:
-    d = Detached(engine)
-    yield d
-    d.cleanup()
 
 
 def write_logs(fake: FakeRoot, cid: str, files: list[list[tuple[str, str, float]]]) -> None:

@@ -7,7 +7,7 @@ import re
 
 import pexpect
 import pytest
-from ctrkit import Engine, assert_ok
+from ctrkit import Engine, assert_ok, close_pty, spawn_pty
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -21,36 +21,7 @@ NL = rb"\r+\n"
 def spawn(
     engine: Engine, *cmd: str, opts: list[str], rows: int = 24, cols: int = 80
 ) -> pexpect.spawn:
-    argv = engine.run_argv(*cmd, opts=opts)
-    child = pexpect.spawn(
-        argv[0], argv[1:], env=engine.base_env(), timeout=15, dimensions=(rows, cols)
-    )
-    engine.tracker.add(_PexpectHandle(child))  # type: ignore[arg-type]
-    return child
-
-
-class _PexpectHandle:
-    """Lets the leak guard's tracker end a pexpect child like a Popen."""
-
-    def __init__(self, child: pexpect.spawn) -> None:
-        self.child = child
-        self.pid = child.pid
-        self.args = child.args
-        self.stdin = self.stdout = self.stderr = None
-
-    def poll(self) -> int | None:
-        return None if self.child.isalive() else 0
-
-    def wait(self, timeout: float | None = None) -> int:
-        self.child.close(force=True)
-        return 0
-
-
-def close(child: pexpect.spawn) -> int:
-    child.expect(pexpect.EOF)
-    child.close()
-    assert child.exitstatus is not None, f"killed by signal {child.signalstatus}"
-    return int(child.exitstatus)
+    return spawn_pty(engine, engine.run_argv(*cmd, opts=opts), (rows, cols))
 
 
 def test_interactive_tty_session(engine: Engine) -> None:
@@ -59,13 +30,13 @@ def test_interactive_tty_session(engine: Engine) -> None:
     child.sendline("tty; echo TERM=$TERM; exit 3")
     child.expect(rb"/dev/pts/0" + NL)
     child.expect(rb"TERM=xterm" + NL)
-    assert close(child) == 3
+    assert close_pty(child) == 3
 
 
 def test_tty_without_interactive_is_still_a_terminal(engine: Engine) -> None:
     child = spawn(engine, "tty", opts=["-t"])
     child.expect(rb"/dev/pts/0" + NL)
-    assert close(child) == 0
+    assert close_pty(child) == 0
 
 
 def test_no_tty_means_not_a_tty(engine: Engine) -> None:
@@ -77,7 +48,7 @@ def test_no_tty_means_not_a_tty(engine: Engine) -> None:
 def test_no_tty_even_when_the_caller_has_one(engine: Engine) -> None:
     child = spawn(engine, "sh", "-c", "tty; echo rc=$?", opts=[])
     child.expect(rb"not a tty" + NL + rb"rc=1" + NL)
-    assert close(child) == 0
+    assert close_pty(child) == 0
 
 
 @pytest.mark.parametrize("attempt", range(5))
@@ -87,7 +58,7 @@ def test_tty_has_the_callers_window_size_before_the_command_starts(
     # Repeated: a size set only after the exec is a race the command can win.
     child = spawn(engine, "stty", "size", opts=["-t"], rows=33, cols=101 + attempt)
     child.expect(rb"33 %d" % (101 + attempt) + NL)
-    assert close(child) == 0
+    assert close_pty(child) == 0
 
 
 def test_window_size_change_is_relayed(engine: Engine) -> None:
@@ -100,7 +71,7 @@ def test_window_size_change_is_relayed(engine: Engine) -> None:
     child.sendline("stty size")
     child.expect(rb"40 132" + NL)
     child.sendline("exit 0")
-    assert close(child) == 0
+    assert close_pty(child) == 0
 
 
 def test_ctrl_c_goes_to_the_container(engine: Engine) -> None:
@@ -112,13 +83,13 @@ def test_ctrl_c_goes_to_the_container(engine: Engine) -> None:
     child.expect(rb"ready" + NL)
     child.sendcontrol("c")
     child.expect(rb"caught-INT")
-    assert close(child) == 9
+    assert close_pty(child) == 9
 
 
 def test_tty_merges_stderr_into_the_terminal(engine: Engine) -> None:
     child = spawn(engine, "sh", "-c", "echo to-stderr >&2", opts=["-t"])
     child.expect(rb"to-stderr" + NL)
-    assert close(child) == 0
+    assert close_pty(child) == 0
 
 
 def test_caller_terminal_is_restored_after_the_session(engine: Engine) -> None:
@@ -126,8 +97,7 @@ def test_caller_terminal_is_restored_after_the_session(engine: Engine) -> None:
     # modes: raw mode must be undone.
     argv = engine.run_argv("sh", "-c", "exit 4", opts=["-it"])
     script = " ".join(f"'{a}'" for a in argv) + "; echo rc=$?; stty -a"
-    child = pexpect.spawn("/bin/sh", ["-c", script], env=engine.base_env(), timeout=15)
-    engine.tracker.add(_PexpectHandle(child))  # type: ignore[arg-type]
+    child = spawn_pty(engine, ["/bin/sh", "-c", script])
     child.expect(rb"rc=4")
     child.expect(pexpect.EOF)
     modes = child.before.decode(errors="replace").split()
@@ -139,7 +109,7 @@ def test_caller_terminal_is_restored_after_the_session(engine: Engine) -> None:
 def test_tty_output_is_complete(engine: Engine) -> None:
     child = spawn(engine, "seq", "1", "20000", opts=["-t"])
     child.expect(NL + rb"20000" + NL)
-    assert close(child) == 0
+    assert close_pty(child) == 0
 
 
 def test_no_tty_stdout_is_binary_clean(engine: Engine) -> None:

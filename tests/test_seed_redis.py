@@ -21,11 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import ctrkit
-import pexpect
 import pytest
 import redis_image
 import registry_kit as kit
-from ctrkit import Engine, Result, assert_ok
+from ctrkit import Engine, Result, assert_ok, close_pty, spawn_pty
 
 pytestmark = [pytest.mark.usefixtures("integration_ready"), pytest.mark.timeout(180)]
 
@@ -241,7 +240,7 @@ def test_seed_session_run_d_ps_host_pid_namespaces_exec_upper_dir_logs_stop_rm(
 
 
 def test_exec_it_shell_in_myredis_through_a_pty(redis: Engine, myredis: str) -> None:
-    child = spawn(redis, "exec", "-it", NAME, "/bin/sh")
+    child = spawn_pty(redis, redis.argv("exec", "-it", NAME, "/bin/sh"))
     child.expect(PROMPT)
     child.sendline("id -u; redis-cli ping; tty")
     child.expect(rb"999" + NL)
@@ -249,14 +248,14 @@ def test_exec_it_shell_in_myredis_through_a_pty(redis: Engine, myredis: str) -> 
     child.expect(rb"/dev/pts/\d+" + NL)
     child.expect(PROMPT)
     child.sendline("exit 7")
-    assert close(child) == 7
+    assert close_pty(child) == 7
     # The shell is gone, the server is not.
     assert assert_ok(redis.cli_run("exec", NAME, "redis-cli", "ping")) == "PONG\n"
 
 
 def test_exec_it_redis_cli_prompt_through_a_pty(redis: Engine, myredis: str) -> None:
     # redis-cli edits lines itself (linenoise, raw mode): Enter is a carriage return.
-    child = spawn(redis, "exec", "-it", NAME, "redis-cli")
+    child = spawn_pty(redis, redis.argv("exec", "-it", NAME, "redis-cli"))
     child.expect(rb"127\.0\.0\.1:6379> ")
     child.send("set greeting hello\r")
     child.expect(rb"OK" + NL)
@@ -265,7 +264,7 @@ def test_exec_it_redis_cli_prompt_through_a_pty(redis: Engine, myredis: str) -> 
     child.expect(rb'"hello"' + NL)
     child.expect(rb"127\.0\.0\.1:6379> ")
     child.send("quit\r")
-    assert close(child) == 0
+    assert close_pty(child) == 0
     assert assert_ok(redis.cli_run("exec", NAME, "redis-cli", "get", "greeting")) == "hello\n"
 
 
@@ -285,37 +284,3 @@ def test_rm_f_of_running_myredis_leaves_nothing(redis: Engine, myredis: str) -> 
     assert redis.container_dirs() == []
     res = redis.cli_run("exec", NAME, "redis-cli", "ping")
     ctrkit.assert_engine_error(res, 1, "No such container", NAME)
-
-
-# --------------------------------------------------------------------------- pty
-
-
-class _PexpectHandle:
-    """Lets the leak guard's tracker end a pexpect child like a Popen."""
-
-    def __init__(self, child: pexpect.spawn) -> None:
-        self.child = child
-        self.pid = child.pid
-        self.args = child.args
-        self.stdin = self.stdout = self.stderr = None
-
-    def poll(self) -> int | None:
-        return None if self.child.isalive() else 0
-
-    def wait(self, timeout: float | None = None) -> int:
-        self.child.close(force=True)
-        return 0
-
-
-def spawn(engine: Engine, *args: str) -> pexpect.spawn:
-    argv = engine.argv(*args)
-    child = pexpect.spawn(argv[0], argv[1:], env=engine.base_env(), timeout=15)
-    engine.tracker.add(_PexpectHandle(child))  # type: ignore[arg-type]
-    return child
-
-
-def close(child: pexpect.spawn) -> int:
-    child.expect(pexpect.EOF)
-    child.close()
-    assert child.exitstatus is not None, f"killed by signal {child.signalstatus}"
-    return int(child.exitstatus)

@@ -5,6 +5,7 @@ directory built by hand, the way ``create`` will build it."""
 from __future__ import annotations
 
 import calendar
+import contextlib
 import json
 import os
 import signal
@@ -18,6 +19,7 @@ from typing import Any
 
 import ctrkit
 import pytest
+from fakectr import launch_doc
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -50,22 +52,7 @@ def make_container_dir(
     spec = build_spec(opts, container_id=cid, container_dir=str(cdir))
     (cdir / "config.json").write_text(compact_json.dumps(spec))
     etcfiles.write_etc_files(str(cdir), spec["hostname"], opts.network)
-    doc: dict[str, Any] = {
-        "id": cid,
-        "name": name,
-        "root": str(root),
-        "stdin_open": stdin_open,
-        "overlay": None,
-        "log_path": str(cdir / f"{cid}-json.log"),
-        "log_max_size": 0,
-        "log_max_files": 1,
-        "restart": {"name": "no", "max_retries": 0},
-        "auto_remove": False,
-        "cgroup_procs": [],
-        "cgroup_dirs": [],
-        "oom_file": None,
-    }
-    doc.update(launch)
+    doc = launch_doc(root, cdir, name, stdin_open=stdin_open, **launch)
     (cdir / "launch.json").write_text(json.dumps(doc))
     container = {"Id": cid, "Name": f"/{name or cid[:12]}", "Created": records.now()}
     (cdir / "container.json").write_text(json.dumps(container))
@@ -555,6 +542,53 @@ def test_cgroup_dirs_are_removed_when_done(sups: Supervisors, tmp_path: Path) ->
     assert not any(d.exists() for d in dirs)
 
 
+def test_the_container_is_born_in_its_cgroup_v2_group(sups: Supervisors) -> None:
+    # A cgroup v2 cgroup.procs in launch.json is joined by clone3's
+    # CLONE_INTO_CGROUP (no write); this VM's cgroup2 is /sys/fs/cgroup/unified.
+    unified = Path("/sys/fs/cgroup/unified")
+    if not (unified / "cgroup.procs").is_file():
+        pytest.skip("no cgroup2 hierarchy at /sys/fs/cgroup/unified")
+    parent = unified / f"pyctr-fast-test-sup-{os.getpid()}-{time.monotonic_ns()}"
+    group = parent / "ctr"
+    group.mkdir(parents=True)
+    pidfd = -1
+    try:
+        cdir = sups.make(
+            ["sh", "-c", "cat /proc/self/cgroup; exec sleep 1000"],
+            cgroup_procs=[str(group / "cgroup.procs")],
+            cgroup_dirs=[str(group)],
+        )
+        sup = sups.start(cdir)
+        pidfd = os.pidfd_open(sup.pid)
+        host_view = Path(f"/proc/{sup.pid}/cgroup").read_text().splitlines()
+        assert f"0::/{parent.name}/ctr" in host_view, host_view
+        assert str(sup.pid) in (group / "cgroup.procs").read_text().split()
+        # Its cgroup namespace is rooted at that group (clone3 sets the root
+        # of a new cgroup namespace to the group it creates the child in).
+        wait_for(
+            lambda: "0::/\n" in [r["log"] for r in log_records(cdir)],
+            what="the container's own view of its cgroup",
+        )
+        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+        wait_for(lambda: finished(cdir), what="the supervisor to finish")
+        assert not group.exists()  # removed by the supervisor when done
+    finally:
+        if pidfd >= 0:
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+            os.close(pidfd)
+        for d in (group, parent):
+            wait_for(lambda d=d: not d.exists() or _rmdir_ok(d), what=f"{d} removed")
+
+
+def _rmdir_ok(path: Path) -> bool:
+    try:
+        path.rmdir()
+    except OSError:
+        return False
+    return True
+
+
 def test_sigkill_of_the_supervisor_frees_the_lock_and_leaves_the_container(
     sups: Supervisors,
 ) -> None:
@@ -662,3 +696,58 @@ def test_an_idle_supervisor_stays_under_conmons_memory(sups: Supervisors) -> Non
     assert mem["Anonymous"] < 400, mem
     threads = Path(f"/proc/{sup.supervisor_pid}/status").read_text().split("Threads:")[1].split()[0]
     assert threads == "1"
+
+
+# --------------------------------------------------------------------------- the fork guard
+
+
+def test_fork_guard_keeps_binary_writes_and_starts_apart(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # supervision.ForkGuard: starts share; writing the binary waits for the
+    # starts in flight, and starts wait for a write (ETXTBSY otherwise).
+    import threading
+
+    from pyctr_fast import _native
+    from pyctr_fast.supervision import ForkGuard
+
+    events: list[str] = []
+    writing = threading.Event()
+    release_writer = threading.Event()
+
+    def fake_binary(root: str) -> str:
+        events.append("write start")
+        writing.set()
+        release_writer.wait(5)
+        events.append("write end")
+        return root + "/bin/x"
+
+    monkeypatch.setattr(_native, "supervisor_binary", fake_binary)
+    guard = ForkGuard()
+
+    # Two starts in flight at once: they share.
+    with guard.forking_allowed(), guard.forking_allowed():
+        events.append("two starts")
+        writer = threading.Thread(target=guard.ensure_binary, args=("/r",))
+        writer.start()
+        time.sleep(0.2)
+        assert not writing.is_set()  # the write waits for both starts
+    assert writing.wait(5)
+
+    # A start waits for the write to finish.
+    def start() -> None:
+        guard.forking_allowed().__enter__()  # left (below) once checked
+        events.append("start")
+
+    starter = threading.Thread(target=start)
+    starter.start()
+    time.sleep(0.2)
+    assert events == ["two starts", "write start"]
+    release_writer.set()
+    writer.join(5)
+    starter.join(5)
+    assert events == ["two starts", "write start", "write end", "start"]
+    # Written once per root.
+    guard.forking_allowed().__exit__(None, None, None)
+    guard.ensure_binary("/r")
+    assert events.count("write start") == 1

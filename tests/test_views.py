@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,25 +18,13 @@ import ctrkit
 import imagekit
 import pytest
 from ctrkit import Engine, assert_engine_error, assert_ok
-from fakectr import Detached, FakeRoot, ago
+from fakectr import Detached, FakeRoot, ago, detached, fake
 
 pytestmark = pytest.mark.usefixtures("integration_ready")
 
+__all__ = ["detached", "fake"]  # the fixtures
+
 HEADER = ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]
-
-
-@pytest.fixture
-def fake(root: Path) -> Iterator[FakeRoot]:
-    f = FakeRoot(root)
-    yield f
-    f.cleanup()
-
-
-@pytest.fixture
-def detached(engine: Engine) -> Iterator[Detached]:
-    d = Detached(engine)
-    yield d
-    d.cleanup()
 
 
 def table(text: str) -> list[dict[str, str]]:

@@ -131,8 +131,9 @@ def cgroup_mounts(mountinfo: str | None = None) -> list[tuple[str, str, frozense
 
 
 def _read(path: str) -> str:
-    with open(path, encoding="ascii", errors="replace") as f:
-        return f.read()
+    # Bytes, then ASCII: a text-mode open would import the ascii codec.
+    with open(path, "rb") as f:
+        return f.read().decode("ascii", "replace")
 
 
 def _write(path: str, text: str) -> None:

@@ -11,7 +11,7 @@ import sys
 
 from . import trace  # first: the trace origin is the CLI's import
 from .errors import UserError
-from .flags import BOOL, LIST, VALUE, Flag, ParsedFlags, format_flags, parse_flags
+from .flags import BOOL, LIST, VALUE, Flag, ParsedFlags, format_flags, parse_flags, write_out
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -134,14 +134,6 @@ Show the {PROG} version information
 """
 
 
-def _out(text: str) -> None:
-    try:
-        sys.stdout.write(text)
-        sys.stdout.flush()
-    except BrokenPipeError:
-        pass
-
-
 def _version() -> str:
     from . import __version__
 
@@ -215,7 +207,7 @@ def run_cli(args: Sequence[str], root: str | None) -> int:
     """``pyctr-fast run ...``."""
     opts, _ = options_from_run_args(args)
     if opts is None:
-        _out(RUN_HELP.format(options=format_flags(RUN_FLAGS)))
+        write_out(RUN_HELP.format(options=format_flags(RUN_FLAGS)))
         return 0
     from .container import run_from_cli
 
@@ -225,7 +217,7 @@ def run_cli(args: Sequence[str], root: str | None) -> int:
 def _version_cli(args: Sequence[str], root: str | None) -> int:
     parsed, rest = parse_flags(args, (Flag("help", BOOL, "Print usage", short="h"),))
     if parsed.flag("help"):
-        _out(VERSION_HELP)
+        write_out(VERSION_HELP)
         return 0
     if rest:
         raise UserError(f"\"version\" accepts no arguments; see '{PROG} version --help'")
@@ -235,14 +227,16 @@ def _version_cli(args: Sequence[str], root: str | None) -> int:
         native = _native.__version__
     except ImportError:
         native = "not built"
-    _out(f"{PROG} version {_version()}\n Python:   {sys.version.split()[0]}\n Native:   {native}\n")
+    write_out(
+        f"{PROG} version {_version()}\n Python:   {sys.version.split()[0]}\n Native:   {native}\n"
+    )
     return 0
 
 
 def _help_cli(args: Sequence[str], root: str | None) -> int:
     if args:
         return _dispatch(args[0], ["--help"], root)
-    _out(MAIN_HELP.format(options=format_flags(GLOBAL_FLAGS)))
+    write_out(MAIN_HELP.format(options=format_flags(GLOBAL_FLAGS)))
     return 0
 
 
@@ -302,10 +296,10 @@ def _main(argv: Sequence[str]) -> int:
     try:
         parsed, rest = parse_flags(argv, GLOBAL_FLAGS)
         if parsed.flag("version"):
-            _out(f"{PROG} version {_version()}\n")
+            write_out(f"{PROG} version {_version()}\n")
             return 0
         if parsed.flag("help") or not rest:
-            _out(MAIN_HELP.format(options=format_flags(GLOBAL_FLAGS)))
+            write_out(MAIN_HELP.format(options=format_flags(GLOBAL_FLAGS)))
             return 0
         return _dispatch(rest[0], rest[1:], parsed.value("root"))
     except UserError as err:

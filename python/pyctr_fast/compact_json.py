@@ -1,10 +1,13 @@
-"""Compact JSON text for the OCI spec, without importing :mod:`json`.
+"""JSON without importing :mod:`json`: compact text (the OCI spec, state files) and reading.
 
 ``import json`` pulls in :mod:`re` (and with it ``enum``, ``sre_*``...), which
 costs more than the rest of a ``pyctr-fast run`` start-up in Python.  CPython's
 C encoder (``_json.make_encoder``, what :mod:`json` itself uses) is reachable
 without it and gives byte for byte what ``json.dumps(obj, separators=(",",
-":"))`` gives, at C speed.
+":"))`` gives, at C speed.  :func:`loads` reads with CPython's C scanner
+(``_json.make_scanner``, what :func:`json.loads` itself uses) configured as
+:mod:`json`'s default decoder: the same values; any text it does not take
+is handed to :func:`json.loads`, which raises its usual error.
 """
 
 from __future__ import annotations
@@ -12,8 +15,9 @@ from __future__ import annotations
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import Any
 
-__all__ = ["dumps"]
+__all__ = ["dumps", "loads"]
 
 
 def _default(obj: object) -> object:
@@ -40,3 +44,43 @@ def dumps(obj: object) -> str:
 
         return json.dumps(obj, separators=(",", ":"))
     return "".join(_encoder(obj, 0))
+
+
+class _Context:
+    """The settings the C scanner reads from its context: those of
+    ``json.JSONDecoder()``."""
+
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+    parse_constant = {
+        "-Infinity": float("-inf"),
+        "Infinity": float("inf"),
+        "NaN": float("nan"),
+    }.__getitem__
+
+
+_scanner: Callable[[str, int], tuple[Any, int]] | None
+try:
+    _scanner = _json.make_scanner(_Context())  # type: ignore[arg-type]  # (any settings object)
+except (NameError, AttributeError):  # pragma: no cover - not CPython
+    _scanner = None
+
+_WHITESPACE = " \t\n\r"  # json's WHITESPACE
+
+
+def loads(text: str | bytes) -> Any:
+    """``json.loads(text)``, without importing :mod:`json` for valid UTF-8 text."""
+    if _scanner is not None:
+        try:
+            s = text if isinstance(text, str) else text.decode("utf-8")
+            obj, end = _scanner(s, len(s) - len(s.lstrip(_WHITESPACE)))
+            if end == len(s) or not s[end:].strip(_WHITESPACE):
+                return obj
+        except (StopIteration, ValueError):
+            pass  # json.loads says what is wrong (or reads what this did not)
+    import json
+
+    return json.loads(text)

@@ -20,9 +20,9 @@ import errno
 import os
 import sys
 
-from . import compact_json, etcfiles, trace
+from . import compact_json, trace
 from .errors import UserError
-from .spec import RunOptions, build_spec, new_container_id, validate_name
+from .records import DEFAULT_ROOT, ROOT_ENV, resolve_root
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
     from ._native import ContainerError, Overlay
     from .image_run import ImageRun
+    from .spec import RunOptions
 
 __all__ = [
     "DEFAULT_ROOT",
@@ -49,20 +50,10 @@ __all__ = [
     "run_from_cli",
 ]
 
-DEFAULT_ROOT = "/var/lib/pyctr-fast"
-ROOT_ENV = "PYCTR_ROOT"
 
 NEEDS_ROOT = (
     "run needs root (CAP_SYS_ADMIN to create namespaces and mounts); run it as root or with sudo"
 )
-
-
-def resolve_root(root: str | None = None, environ: Mapping[str, str] | None = None) -> str:
-    """``root``, else $PYCTR_ROOT, else /var/lib/pyctr-fast; made absolute."""
-    if environ is None:
-        environ = os.environ
-    chosen = root or environ.get(ROOT_ENV) or DEFAULT_ROOT
-    return os.path.abspath(chosen)
 
 
 def container_dir(root: str, container_id: str) -> str:
@@ -74,9 +65,9 @@ _CAP_SYS_ADMIN = 21
 
 def _has_cap_sys_admin() -> bool:
     try:
-        with open("/proc/self/status", encoding="ascii", errors="replace") as f:
+        with open("/proc/self/status", "rb") as f:  # (text mode: the ascii codec's import)
             for line in f:
-                if line.startswith("CapEff:"):
+                if line.startswith(b"CapEff:"):
                     return bool(int(line[7:].strip(), 16) >> _CAP_SYS_ADMIN & 1)
     except (OSError, ValueError):
         pass
@@ -197,6 +188,9 @@ def prepare(
     is left behind.  ``volatile`` mounts the overlay without syncs (for
     containers removed when they exit).
     """
+    from . import etcfiles
+    from .spec import build_spec
+
     bundle = container_dir(state_root, cid)
     if opts.image is None:
         spec = build_spec(opts, container_id=cid, container_dir=bundle, environ=environ)
@@ -251,6 +245,7 @@ def claim_name(state_root: str, wanted: str | None, cid: str, *, short: bool = F
     error) or a generated free name for ``cid``; returns the name.
     ``short``: a short link (see :mod:`pyctr_fast.records`)."""
     from . import records
+    from .spec import validate_name
 
     if wanted is not None:
         name = validate_name(wanted)
@@ -372,6 +367,7 @@ def run_container(
     require_root()
     check_native()
     from . import _native
+    from .spec import new_container_id
 
     state_root = resolve_root(root, environ)
     cid = new_container_id()

@@ -55,9 +55,11 @@ def _read_json(path: str, what: str) -> Any:
         raise APIError(f"cannot read the container's {what}: {err}") from None
 
 
-def running_pid(rec: records.Record) -> int:
-    """The host pid of a running container, or the error ``docker exec`` gives."""
-    status = rec.state()["Status"]
+def running_pid(rec: records.Record, cgroup_dirs: Sequence[str] | None = None) -> int:
+    """The host pid of a running container, or the error ``docker exec`` gives.
+    ``cgroup_dirs``: the container's cgroup as launch.json records it (see
+    :meth:`records.Record.state`)."""
+    status = rec.state(cgroup_dirs)["Status"]
     if status == "paused":
         raise APIError(f"Container {rec.id} is paused, unpause the container before exec")
     if status == "restarting":
@@ -66,6 +68,13 @@ def running_pid(rec: records.Record) -> int:
     if status != "running" or pid <= 0 or not rec.pid_alive():
         raise APIError(f"Container {rec.id} is not running")
     return pid
+
+
+def _recorded_cgroup_dirs(launch: object) -> list[str] | None:
+    """launch.json's ``cgroup_dirs``, or None when there is no such list
+    (then the paused check looks where :mod:`cgroups` plans them)."""
+    dirs = launch.get("cgroup_dirs") if isinstance(launch, dict) else None
+    return [str(d) for d in dirs] if isinstance(dirs, list) else None
 
 
 def _exec_user(
@@ -152,9 +161,6 @@ def build_exec_spec(
 ) -> dict[str, Any]:
     """The spec of a process started by ``exec`` in the container whose
     ``config.json`` is ``config`` and whose init has host pid ``pid``."""
-    from . import caps
-    from .spec import OCI_VERSION
-
     if not cmd:
         raise UserError("exec requires a command to run")
     if environ is None:
@@ -168,6 +174,8 @@ def build_exec_spec(
     cwd = _workdir(workdir) if workdir else (cproc.get("cwd") or "/")
 
     if privileged:
+        from . import caps
+
         everything = caps.bounding_capabilities()
         capabilities: dict[str, list[str]] = {
             "bounding": everything,
@@ -216,8 +224,13 @@ def build_exec_spec(
         if kind not in NS_FILES:
             raise APIError(f"the container's config.json has an unknown namespace {kind!r}")
         namespaces.append({"type": kind, "path": f"/proc/{pid}/ns/{NS_FILES[kind]}"})
+    oci_version = config.get("ociVersion")
+    if not oci_version:
+        from .spec import OCI_VERSION
+
+        oci_version = OCI_VERSION
     return {
-        "ociVersion": config.get("ociVersion") or OCI_VERSION,
+        "ociVersion": oci_version,
         "process": process,
         "root": config.get("root") or {"path": container_root},
         "linux": {"namespaces": namespaces},
@@ -264,21 +277,28 @@ def exec_in(
     not running or paused, exit status 1; ``exec failed: ...`` with 126/127
     when the process cannot be started).
     """
-    from .container import resolve_root
-
     if os.geteuid() != 0:
         raise UserError(NEEDS_ROOT)
     from . import _native, compact_json
 
     trace.mark("python: exec modules imported")
-    state_root = resolve_root(root)
+    state_root = records.resolve_root(root)
     rec = records.resolve(state_root, ref)
-    pid = running_pid(rec)
+    # launch.json says where the container's cgroup is: the paused check
+    # reads its freezer there, without planning cgroups from mountinfo.
+    launch: Any = None
+    launch_error: APIError | None = None
+    try:
+        launch = _read_json(rec.path("launch.json"), "launch.json")
+    except APIError as err:
+        launch_error = err
+    pid = running_pid(rec, _recorded_cgroup_dirs(launch))
     trace.mark("python: container resolved, running")
     config = _read_json(rec.path("config.json"), "config.json")
     if not isinstance(config, dict):
         raise APIError(f"Container {rec.id} has no runtime configuration (config.json)")
-    launch = _read_json(rec.path("launch.json"), "launch.json")
+    if launch_error is not None:
+        raise launch_error
     cgroup_procs = [str(p) for p in (launch or {}).get("cgroup_procs") or ()]
     use_tty = tty and not detach
     spec = build_exec_spec(

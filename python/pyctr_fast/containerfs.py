@@ -139,15 +139,7 @@ class FdDir(Dir):
         return FdDir(os.open(node.name, DIR_FLAGS, dir_fd=self.fd))
 
     def open_file(self, node: Node) -> BinaryIO:
-        fd = os.open(node.name, FILE_FLAGS, dir_fd=self.fd)
-        try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise OSError(errno.EINVAL, "changed while being copied", node.name)
-            os.set_blocking(fd, True)
-            return os.fdopen(fd, "rb")
-        except BaseException:
-            os.close(fd)
-            raise
+        return _open_regular(node.name, node.name, self.fd)
 
     def readlink(self, node: Node) -> str:
         return os.readlink(node.name, dir_fd=self.fd)
@@ -159,6 +151,21 @@ class FdDir(Dir):
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+
+
+def _open_regular(path: str, name: str, dir_fd: int | None = None) -> BinaryIO:
+    """``path`` (``name`` in errors) opened for reading with FILE_FLAGS (a
+    last-component symlink or a FIFO is not followed or waited on), then made
+    blocking; EINVAL when it is not a regular file (any more)."""
+    fd = os.open(path, FILE_FLAGS, dir_fd=dir_fd)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "changed while being copied", name)
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def _is_whiteout(st: os.stat_result) -> bool:
@@ -229,15 +236,7 @@ class LayeredDir(Dir):
 
     def open_file(self, node: Node) -> BinaryIO:
         assert isinstance(node, LayeredNode)
-        fd = os.open(node.path, FILE_FLAGS)
-        try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise OSError(errno.EINVAL, "changed while being copied", node.name)
-            os.set_blocking(fd, True)
-            return os.fdopen(fd, "rb")
-        except BaseException:
-            os.close(fd)
-            raise
+        return _open_regular(node.path, node.name)
 
     def readlink(self, node: Node) -> str:
         assert isinstance(node, LayeredNode)

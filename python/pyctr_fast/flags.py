@@ -12,9 +12,13 @@
 Errors are :class:`~pyctr_fast.errors.UserError` with pflag's wording:
 ``unknown flag: --foo``, ``unknown shorthand flag: 'x' in -x``,
 ``flag needs an argument: --name``.
+
+:func:`write_out` is the commands' way to print (a closed pipe is not an error).
 """
 
 from __future__ import annotations
+
+import sys
 
 from .errors import UserError
 
@@ -22,7 +26,16 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-__all__ = ["BOOL", "LIST", "VALUE", "Flag", "ParsedFlags", "format_flags", "parse_flags"]
+__all__ = [
+    "BOOL",
+    "LIST",
+    "VALUE",
+    "Flag",
+    "ParsedFlags",
+    "format_flags",
+    "parse_flags",
+    "write_out",
+]
 
 BOOL = "bool"
 VALUE = "value"
@@ -164,3 +177,13 @@ def format_flags(table: Sequence[Flag]) -> str:
         rows.append((head, f.help))
     width = max((len(h) for h, _ in rows), default=0) + 3
     return "\n".join(f"  {h.ljust(width)}{text}".rstrip() for h, text in rows)
+
+
+def write_out(text: str) -> None:
+    """Write ``text`` to stdout at once; a reader that went away (``| head``)
+    is not an error."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        pass

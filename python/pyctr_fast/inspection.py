@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import stat
 
+from .container_exec import NS_FILES
 from .errors import UserError
 from .records import NEVER, Record
 from .views import (
@@ -33,18 +34,6 @@ if TYPE_CHECKING:
     from typing import Any
 
 __all__ = ["NS_FILES", "container_pids", "inspect_container", "top"]
-
-#: ``/proc/<pid>/ns`` names of the OCI namespace types.
-NS_FILES = {
-    "pid": "pid",
-    "network": "net",
-    "mount": "mnt",
-    "ipc": "ipc",
-    "uts": "uts",
-    "user": "user",
-    "cgroup": "cgroup",
-    "time": "time",
-}
 
 
 def _state_object(state: dict[str, Any]) -> dict[str, Any]:

@@ -17,11 +17,10 @@ process-level pieces (locks, pidfds, waits) are in :mod:`pyctr_fast.supervision`
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 
-from . import cgroups, records, statefiles
+from . import cgroups, records, statefiles, trace
 from . import supervision as sv
 from .container import (
     check_native,
@@ -91,6 +90,7 @@ def create(
     check_native()
     from .spec import check_run_options, validate_name
 
+    trace.mark("python: lifecycle modules imported")
     state_root = resolve_root(root, environ)
     check_run_options(opts)
     restart_policy = parse_restart(opts.restart)
@@ -126,6 +126,7 @@ def create(
             statefiles.write_json(os.path.join(bundle, "launch.json"), launch)
             statefiles.write_json(os.path.join(bundle, "state.json"), statefiles.created_state())
             statefiles.write_json(os.path.join(bundle, "container.json"), doc)  # visible now
+            trace.mark("python: created (name, config, launch, state, container.json)")
         except OSError as err:
             records.release_name(state_root, name, cid)
             raise UserError(
@@ -162,7 +163,7 @@ def _failed_start(rec: Record, plan: cgroups.CgroupPlan, err: BaseException) -> 
     """Undo a start that failed: no supervisor, no process, no cgroup; the
     state says why (Docker keeps the container, with the exit status)."""
     sv.wait_supervisor(rec.dir, SUPERVISOR_GRACE)
-    with contextlib.suppress(UserError):
+    with sv.suppress(UserError):
         cgroups.remove(rec.id, plan.dirs)
     from ._native import ContainerError
 
@@ -176,7 +177,7 @@ def _failed_start(rec: Record, plan: cgroups.CgroupPlan, err: BaseException) -> 
         Error=str(err),
         SupervisorPid=0,
     )
-    with contextlib.suppress(OSError):
+    with sv.suppress(OSError):
         statefiles.write_json(rec.path("state.json"), state)
 
 
@@ -192,10 +193,13 @@ def _start_locked(rec: Record, attach: bool) -> Supervised | None:
         raise _err(f"the previous supervisor of container {rec.id} is still finishing")
     sv.unlink(rec.path("stopped"))
     plan = _sync_cgroups(rec)
+    trace.mark("python: cgroups made")
     try:
         sv.FORKS.ensure_binary(rec.root)
         with sv.FORKS.forking_allowed():
-            return _native.start_supervisor(rec.root, rec.dir, attach=attach)
+            supervised = _native.start_supervisor(rec.root, rec.dir, attach=attach)
+        trace.mark("python: the supervisor started the container")
+        return supervised
     except BaseException as err:
         _failed_start(rec, plan, err)
         raise
@@ -235,7 +239,7 @@ def run_detached(
         start(rec.root, rec.id)
     except BaseException:
         if opts.remove:
-            with contextlib.suppress(UserError):
+            with sv.suppress(UserError):
                 remove(rec.root, rec.id, force=True)
         raise
     return rec
@@ -295,7 +299,7 @@ def kill(root: str | None, ref: str, signal: str | int = "KILL") -> None:
         sv.send(fd, sig)
         if sig == SIGKILL:
             if rec.paused():
-                with contextlib.suppress(UserError, OSError):
+                with sv.suppress(UserError, OSError):
                     cgroups.thaw(rec.id)
             sv.wait_fd(fd, KILL_WAIT)
     finally:
@@ -326,7 +330,7 @@ def restart(
 def _destroy(rec: Record) -> None:
     """Remove what is left of a stopped container: its cgroup, name and
     directory (first renamed aside, so it disappears at once)."""
-    with contextlib.suppress(UserError):
+    with sv.suppress(UserError):
         cgroups.remove(rec.id, sv.cgroup_dirs(rec))
     records.release_name(rec.root, rec.name, rec.id)
     aside = os.path.join(records.containers_dir(rec.root), f".rm-{rec.id}")
@@ -379,10 +383,10 @@ def prune(root: str | None) -> list[str]:
         except UserError:
             continue  # started or removed meanwhile
     cdir = records.containers_dir(state_root)
-    with contextlib.suppress(OSError):
+    with sv.suppress(OSError):
         for entry in os.listdir(cdir):
             if entry.startswith(".rm-"):
-                with contextlib.suppress(OSError):
+                with sv.suppress(OSError):
                     remove_tree(os.path.join(cdir, entry))
     return removed
 

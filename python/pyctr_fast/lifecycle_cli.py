@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 
 from .errors import UserError
-from .flags import BOOL, VALUE, Flag, format_flags, parse_flags
+from .flags import BOOL, VALUE, Flag, format_flags, parse_flags, write_out
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -45,14 +45,6 @@ RM_FLAGS = (
 )
 PRUNE_FLAGS = (Flag("force", BOOL, "Do not prompt for confirmation", short="f"), HELP)
 PLAIN_FLAGS = (HELP,)
-
-
-def _out(text: str) -> None:
-    try:
-        sys.stdout.write(text)
-        sys.stdout.flush()
-    except BrokenPipeError:
-        pass
 
 
 def _error(message: str) -> None:
@@ -104,7 +96,9 @@ def _parse(
     parsed, extra = parse_flags(flags, table)
     words = extra + words
     if parsed.flag("help"):
-        _out(f"Usage:  {PROG} {command} {usage}\n\n{about}\n\nOptions:\n{format_flags(table)}\n")
+        write_out(
+            f"Usage:  {PROG} {command} {usage}\n\n{about}\n\nOptions:\n{format_flags(table)}\n"
+        )
         return None
     return parsed, words
 
@@ -127,9 +121,22 @@ def _os_message(err: OSError) -> str:
     return f"{err.strerror or err}:{where}" if where else str(err.strerror or err)
 
 
-def _each(refs: Sequence[str], act: Callable[[str], str | None]) -> int:
-    """Run ``act`` for every container, print what it returns, report
-    failures and carry on; 1 if any failed."""
+def _refs(
+    command: str, args: Sequence[str], table: Sequence[Flag], about: str
+) -> tuple[ParsedFlags, list[str]] | None:
+    """Flags and at least one container (``command [OPTIONS] CONTAINER
+    [CONTAINER...]``), or None after printing ``--help``."""
+    options = "" if table is PLAIN_FLAGS else "[OPTIONS] "
+    got = _parse(command, args, table, options + "CONTAINER [CONTAINER...]", about)
+    if got is not None:
+        _need(command, got[1], 1)
+    return got
+
+
+def _each(refs: Sequence[str], act: Callable[[str], object]) -> int:
+    """Run ``act`` for every container and print what it returns (the
+    container as named when that is None); report failures and carry on;
+    1 if any failed."""
     from ._native import ContainerError
 
     status = 0
@@ -144,8 +151,7 @@ def _each(refs: Sequence[str], act: Callable[[str], str | None]) -> int:
             _error(_os_message(err))
             status = 1
             continue
-        if shown is not None:
-            _out(shown + "\n")
+        write_out(f"{ref if shown is None else shown}\n")
     return status
 
 
@@ -166,7 +172,7 @@ def create_cli(args: Sequence[str], root: str | None) -> int:
     # Docker's "unknown flag" for run-only flags such as -d.
     parsed, _ = parse_flags(args, table)
     if parsed.flag("help"):
-        _out(
+        write_out(
             f"Usage:  {PROG} create [OPTIONS] --rootfs DIR COMMAND [ARG...]\n"
             f"        {PROG} create [OPTIONS] IMAGE [COMMAND] [ARG...]\n\n"
             f"Create a new container\n\nOptions:\n{format_flags(table)}\n"
@@ -178,21 +184,17 @@ def create_cli(args: Sequence[str], root: str | None) -> int:
     from . import lifecycle
 
     rec = lifecycle.create(opts, root=root)
-    _out(rec.id + "\n")
+    write_out(rec.id + "\n")
     return 0
 
 
 def start_cli(args: Sequence[str], root: str | None) -> int:
     """``start [-a] [-i] CONTAINER...``: prints each name given; with ``-a``
     the container's output, and its exit status is returned."""
-    got = _parse(
-        "start", args, START_FLAGS, "[OPTIONS] CONTAINER [CONTAINER...]",
-        "Start one or more stopped containers",
-    )  # fmt: skip
+    got = _refs("start", args, START_FLAGS, "Start one or more stopped containers")
     if got is None:
         return 0
     parsed, words = got
-    _need("start", words, 1)
     from . import lifecycle
 
     attach = parsed.flag("attach") or parsed.flag("interactive")
@@ -207,119 +209,106 @@ def start_cli(args: Sequence[str], root: str | None) -> int:
             _error(str(err))
             return 1
         return 0 if status is None else status
-
-    def act(ref: str) -> str:
-        lifecycle.start(root, ref)
-        return ref
-
-    return _each(words, act)
+    return _each(words, lambda ref: lifecycle.start(root, ref))
 
 
-def stop_cli(args: Sequence[str], root: str | None) -> int:
+# Each ``prepare(flags, root)`` below checks a command's flags and returns
+# what it does to one container (see _each).
+
+
+def _stop(parsed: ParsedFlags, root: str | None) -> Callable[[str], object]:
     """``stop [-t N] [-s SIG] CONTAINER...``."""
-    got = _parse(
-        "stop", args, STOP_FLAGS, "[OPTIONS] CONTAINER [CONTAINER...]",
-        "Stop one or more running containers",
-    )  # fmt: skip
-    if got is None:
-        return 0
-    parsed, words = got
-    _need("stop", words, 1)
-    timeout = _int_flag(parsed, "time")
-    sig = parsed.value("signal")
     from . import lifecycle
 
+    timeout = _int_flag(parsed, "time")
+    sig = parsed.value("signal")
     if sig is not None:
         from .signals import parse_signal
 
         parse_signal(sig)
-
-    def act(ref: str) -> str:
-        lifecycle.stop(root, ref, timeout, signal=sig)
-        return ref
-
-    return _each(words, act)
+    return lambda ref: lifecycle.stop(root, ref, timeout, signal=sig)
 
 
-def kill_cli(args: Sequence[str], root: str | None) -> int:
+def _kill(parsed: ParsedFlags, root: str | None) -> Callable[[str], object]:
     """``kill [-s SIG] CONTAINER...``."""
-    got = _parse(
-        "kill", args, KILL_FLAGS, "[OPTIONS] CONTAINER [CONTAINER...]",
-        "Kill one or more running containers",
-    )  # fmt: skip
-    if got is None:
-        return 0
-    parsed, words = got
-    _need("kill", words, 1)
     from . import lifecycle
     from .signals import parse_signal
 
     sig = parsed.value("signal") or "KILL"
     parse_signal(sig)
-
-    def act(ref: str) -> str:
-        lifecycle.kill(root, ref, sig)
-        return ref
-
-    return _each(words, act)
+    return lambda ref: lifecycle.kill(root, ref, sig)
 
 
-def restart_cli(args: Sequence[str], root: str | None) -> int:
+def _restart(parsed: ParsedFlags, root: str | None) -> Callable[[str], object]:
     """``restart [-t N] [-s SIG] CONTAINER...``."""
-    got = _parse(
-        "restart", args, STOP_FLAGS, "[OPTIONS] CONTAINER [CONTAINER...]",
-        "Restart one or more containers",
-    )  # fmt: skip
-    if got is None:
-        return 0
-    parsed, words = got
-    _need("restart", words, 1)
+    from . import lifecycle
+
     timeout = _int_flag(parsed, "time")
     sig = parsed.value("signal")
-    from . import lifecycle
-
-    def act(ref: str) -> str:
-        lifecycle.restart(root, ref, timeout, signal=sig)
-        return ref
-
-    return _each(words, act)
+    return lambda ref: lifecycle.restart(root, ref, timeout, signal=sig)
 
 
-def rm_cli(args: Sequence[str], root: str | None) -> int:
+def _rm(parsed: ParsedFlags, root: str | None) -> Callable[[str], object]:
     """``rm [-f] [-v] CONTAINER...``."""
-    got = _parse(
-        "rm", args, RM_FLAGS, "[OPTIONS] CONTAINER [CONTAINER...]",
-        "Remove one or more containers",
-    )  # fmt: skip
-    if got is None:
-        return 0
-    parsed, words = got
-    _need("rm", words, 1)
     from . import lifecycle
 
-    force = parsed.flag("force")
-    volumes = parsed.flag("volumes")
-
-    def act(ref: str) -> str:
-        lifecycle.remove(root, ref, force=force, volumes=volumes)
-        return ref
-
-    return _each(words, act)
+    force, volumes = parsed.flag("force"), parsed.flag("volumes")
+    return lambda ref: lifecycle.remove(root, ref, force=force, volumes=volumes)
 
 
-def wait_cli(args: Sequence[str], root: str | None) -> int:
+def _wait(parsed: ParsedFlags, root: str | None) -> Callable[[str], object]:
     """``wait CONTAINER...``: prints each exit code."""
-    got = _parse(
-        "wait", args, PLAIN_FLAGS, "CONTAINER [CONTAINER...]",
-        "Block until one or more containers stop, then print their exit codes",
-    )  # fmt: skip
-    if got is None:
-        return 0
-    _, words = got
-    _need("wait", words, 1)
     from . import lifecycle
 
-    return _each(words, lambda ref: str(lifecycle.wait(root, ref)))
+    return lambda ref: lifecycle.wait(root, ref)
+
+
+def _pause(parsed: ParsedFlags, root: str | None) -> Callable[[str], object]:
+    """``pause CONTAINER...``."""
+    from . import lifecycle
+
+    return lambda ref: lifecycle.pause(root, ref)
+
+
+def _unpause(parsed: ParsedFlags, root: str | None) -> Callable[[str], object]:
+    """``unpause CONTAINER...``."""
+    from . import lifecycle
+
+    return lambda ref: lifecycle.unpause(root, ref)
+
+
+#: The commands that act on each container named: their flags, help line and
+#: ``prepare``.
+_EACH: dict[
+    str, tuple[tuple[Flag, ...], str, Callable[[ParsedFlags, str | None], Callable[[str], object]]]
+] = {
+    "stop": (STOP_FLAGS, "Stop one or more running containers", _stop),
+    "kill": (KILL_FLAGS, "Kill one or more running containers", _kill),
+    "restart": (STOP_FLAGS, "Restart one or more containers", _restart),
+    "rm": (RM_FLAGS, "Remove one or more containers", _rm),
+    "wait": (
+        PLAIN_FLAGS,
+        "Block until one or more containers stop, then print their exit codes",
+        _wait,
+    ),
+    "pause": (PLAIN_FLAGS, "Pause all processes within one or more containers", _pause),
+    "unpause": (PLAIN_FLAGS, "Unpause all processes within one or more containers", _unpause),
+}
+
+
+def _each_cli(command: str) -> Callable[[Sequence[str], str | None], int]:
+    """The handler of one of the commands in :data:`_EACH`."""
+    table, about, prepare = _EACH[command]
+
+    def run(args: Sequence[str], root: str | None) -> int:
+        got = _refs(command, args, table, about)
+        if got is None:
+            return 0
+        parsed, refs = got
+        return _each(refs, prepare(parsed, root))
+
+    run.__doc__ = prepare.__doc__
+    return run
 
 
 def rename_cli(args: Sequence[str], root: str | None) -> int:
@@ -335,44 +324,6 @@ def rename_cli(args: Sequence[str], root: str | None) -> int:
     return 0
 
 
-def pause_cli(args: Sequence[str], root: str | None) -> int:
-    """``pause CONTAINER...``."""
-    got = _parse(
-        "pause", args, PLAIN_FLAGS, "CONTAINER [CONTAINER...]",
-        "Pause all processes within one or more containers",
-    )  # fmt: skip
-    if got is None:
-        return 0
-    _, words = got
-    _need("pause", words, 1)
-    from . import lifecycle
-
-    def act(ref: str) -> str:
-        lifecycle.pause(root, ref)
-        return ref
-
-    return _each(words, act)
-
-
-def unpause_cli(args: Sequence[str], root: str | None) -> int:
-    """``unpause CONTAINER...``."""
-    got = _parse(
-        "unpause", args, PLAIN_FLAGS, "CONTAINER [CONTAINER...]",
-        "Unpause all processes within one or more containers",
-    )  # fmt: skip
-    if got is None:
-        return 0
-    _, words = got
-    _need("unpause", words, 1)
-    from . import lifecycle
-
-    def act(ref: str) -> str:
-        lifecycle.unpause(root, ref)
-        return ref
-
-    return _each(words, act)
-
-
 def prune_cli(args: Sequence[str], root: str | None) -> int:
     """``container prune [-f]``: asks first unless ``-f``."""
     got = _parse("container prune", args, PRUNE_FLAGS, "[OPTIONS]", "Remove all stopped containers")
@@ -384,7 +335,7 @@ def prune_cli(args: Sequence[str], root: str | None) -> int:
             f"\"container prune\" accepts no arguments; see '{PROG} container prune --help'", 1
         )
     if not parsed.flag("force"):
-        _out(
+        write_out(
             "WARNING! This will remove all stopped containers.\n"
             "Are you sure you want to continue? [y/N] "
         )
@@ -395,7 +346,9 @@ def prune_cli(args: Sequence[str], root: str | None) -> int:
 
     removed = lifecycle.prune(root)
     text = "".join(cid + "\n" for cid in removed)
-    _out(("Deleted Containers:\n" + text + "\n" if removed else "") + "Total reclaimed space: 0B\n")
+    write_out(
+        ("Deleted Containers:\n" + text + "\n" if removed else "") + "Total reclaimed space: 0B\n"
+    )
     return 0
 
 
@@ -443,7 +396,7 @@ _ELSEWHERE = {
 def container_cli(args: Sequence[str], root: str | None) -> int:
     """``container SUBCOMMAND ...``."""
     if not args or args[0] in ("-h", "--help", "help"):
-        _out(CONTAINER_HELP)
+        write_out(CONTAINER_HELP)
         return 0
     sub, rest = args[0], args[1:]
     if sub == "prune":
@@ -483,13 +436,7 @@ def _guarded(
 COMMANDS: dict[str, Callable[[Sequence[str], str | None], int]] = {
     "create": _guarded(create_cli, 125),
     "start": _guarded(start_cli, 1),
-    "stop": _guarded(stop_cli, 1),
-    "kill": _guarded(kill_cli, 1),
-    "restart": _guarded(restart_cli, 1),
-    "rm": _guarded(rm_cli, 1),
-    "wait": _guarded(wait_cli, 1),
+    **{name: _guarded(_each_cli(name), 1) for name in _EACH},
     "rename": _guarded(rename_cli, 1),
-    "pause": _guarded(pause_cli, 1),
-    "unpause": _guarded(unpause_cli, 1),
     "container": _guarded(container_cli, 1),
 }

@@ -92,11 +92,7 @@ def _node_entries(
     st = node.st
     if node.kind == "dir":
         yield Entry(parts, "dir", st)
-        sub = node.open_dir()
-        try:
-            yield from _dir_entries(sub, parts, links)
-        finally:
-            sub.close()
+        yield from _contents(node, parts, links)
         return
     if node.kind == "symlink":
         entry = Entry(parts, "symlink", st)
@@ -130,6 +126,17 @@ def _dir_entries(
             yield from _node_entries(child, (*parts, name), links)
 
 
+def _contents(
+    node: cfs.Node, parts: tuple[str, ...], links: dict[tuple[int, int], str]
+) -> Iterator[Entry]:
+    """What directory ``node`` holds, under ``parts``."""
+    sub = node.open_dir()
+    try:
+        yield from _dir_entries(sub, parts, links)
+    finally:
+        sub.close()
+
+
 def tree_entries(parent: cfs.Dir, name: str | None, parts: tuple[str, ...]) -> Iterator[Entry]:
     """The tree at ``name`` in ``parent`` (``None``: ``parent`` itself) as entries
     under ``parts`` (``()`` for a directory's contents only)."""
@@ -143,11 +150,7 @@ def tree_entries(parent: cfs.Dir, name: str | None, parts: tuple[str, ...]) -> I
     if node is None:
         raise OSError(errno.ENOENT, os.strerror(errno.ENOENT), name)
     if not parts:
-        sub = node.open_dir()
-        try:
-            yield from _dir_entries(sub, parts, links)
-        finally:
-            sub.close()
+        yield from _contents(node, parts, links)
         return
     yield from _node_entries(node, parts, links)
 
@@ -157,6 +160,18 @@ def _archive_parts(name: str) -> tuple[str, ...]:
     if ".." in parts:
         raise fail(f'invalid path in archive: {name!r} (".." is not allowed)')
     return parts
+
+
+#: An archive member's kind (as :class:`Entry` names it), by TarInfo test.
+_MEMBER_KINDS: tuple[tuple[Callable[[tarfile.TarInfo], bool], str], ...] = (
+    (tarfile.TarInfo.isdir, "dir"),
+    (tarfile.TarInfo.isreg, "file"),
+    (tarfile.TarInfo.issym, "symlink"),
+    (tarfile.TarInfo.islnk, "hardlink"),
+    (tarfile.TarInfo.isfifo, "fifo"),
+    (tarfile.TarInfo.ischr, "char"),
+    (tarfile.TarInfo.isblk, "block"),
+)
 
 
 def tar_entries(stream: BinaryIO) -> Iterator[Entry]:
@@ -169,21 +184,8 @@ def tar_entries(stream: BinaryIO) -> Iterator[Entry]:
         try:
             for member in tar:
                 parts = _archive_parts(member.name)
-                if member.isdir():
-                    kind = "dir"
-                elif member.isreg():
-                    kind = "file"
-                elif member.issym():
-                    kind = "symlink"
-                elif member.islnk():
-                    kind = "hardlink"
-                elif member.isfifo():
-                    kind = "fifo"
-                elif member.ischr():
-                    kind = "char"
-                elif member.isblk():
-                    kind = "block"
-                else:
+                kind = next((k for is_kind, k in _MEMBER_KINDS if is_kind(member)), None)
+                if kind is None:
                     continue
                 entry = Entry(parts, kind)
                 entry.mode = member.mode & 0o7777

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 
 from .errors import UserError
-from .flags import BOOL, LIST, VALUE, Flag, format_flags, parse_flags
+from .flags import BOOL, LIST, VALUE, Flag, format_flags, parse_flags, write_out
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -59,20 +59,12 @@ DEFAULT_PS_FORMAT = (
 )
 
 
-def _out(text: str) -> None:
-    try:
-        sys.stdout.write(text)
-        sys.stdout.flush()
-    except BrokenPipeError:
-        pass
-
-
 def _parse(
     args: Sequence[str], flags: Sequence[Flag], usage: str, low: int, high: int | None
 ) -> tuple[Any, list[str]] | None:
     parsed, rest = parse_flags(args, (*flags, _HELP))
     if parsed.flag("help"):
-        _out(f"Usage:  {PROG} {usage}\n\nOptions:\n{format_flags((*flags, _HELP))}\n")
+        write_out(f"Usage:  {PROG} {usage}\n\nOptions:\n{format_flags((*flags, _HELP))}\n")
         return None
     if len(rest) < low or (high is not None and len(rest) > high):
         command = usage.split(" ")[0]
@@ -189,7 +181,7 @@ def ps_cli(args: Sequence[str], root: str | None) -> int:
     rows = [views.PsRow(rec, trunc=trunc) for rec in recs]
     headers: dict[str, Any] = dict(views.PS_HEADERS)
     headers["Label"] = lambda *_: "LABEL"
-    _out(render_rows(fmt, rows, headers))
+    write_out(render_rows(fmt, rows, headers))
     return 0
 
 
@@ -244,9 +236,9 @@ def inspect_cli(args: Sequence[str], root: str | None) -> int:
         text = ""
         for obj in found:
             text += tmpl.execute(obj) + "\n"
-        _out(text)
+        write_out(text)
     else:
-        _out(json.dumps(found, indent=4) + "\n")
+        write_out(json.dumps(found, indent=4) + "\n")
     if errors:
         sys.stderr.write("".join(e + "\n" for e in errors))
         return 1
@@ -310,7 +302,7 @@ def top_cli(args: Sequence[str], root: str | None) -> int:
 
     parsed, _ = parse_flags(args[:1] if args and args[0].startswith("-") else [], (_HELP,))
     if parsed.flag("help"):
-        _out(
+        write_out(
             f"Usage:  {PROG} top CONTAINER [ps OPTIONS]\n\nDisplay the running processes of a "
             f"container\n\nOptions:\n{format_flags((_HELP,))}\n"
         )
@@ -320,7 +312,7 @@ def top_cli(args: Sequence[str], root: str | None) -> int:
     rec = records.resolve(_root(root), args[0])
     titles, rows = views.top(rec, list(args[1:]))
     lines = ["\t".join(titles)] + ["\t".join(r) for r in rows]
-    _out(tabwrite(lines, 20, 3))
+    write_out(tabwrite(lines, 20, 3))
     return 0
 
 
