@@ -6,7 +6,8 @@ import sys
 
 from .errors import UserError
 from .flags import BOOL, VALUE, Flag
-from .images import familiar_tag, open_store, out, parse_args, resolve_image
+from .flags import write_out as out
+from .images import familiar_tag, open_store, parse_args, resolve_image
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

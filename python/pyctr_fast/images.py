@@ -12,6 +12,7 @@ import sys
 
 from .errors import UserError
 from .flags import BOOL, VALUE, Flag, format_flags, parse_flags
+from .flags import write_out as out
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -42,14 +43,6 @@ __all__ = [
 
 PROG = "pyctr-fast"
 _HELP = Flag("help", BOOL, "Print usage")
-
-
-def out(text: str) -> None:
-    try:
-        sys.stdout.write(text)
-        sys.stdout.flush()
-    except BrokenPipeError:
-        pass
 
 
 def open_store(root: str | None) -> Store:

@@ -6,7 +6,8 @@ import sys
 
 from .errors import UserError
 from .flags import BOOL, VALUE, Flag
-from .images import out, parse_args
+from .flags import write_out as out
+from .images import parse_args
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
