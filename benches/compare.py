@@ -48,6 +48,15 @@ from pathlib import Path
 from benches.rootfs import build_rootfs
 
 COLD_SLEEP = 0.3
+
+CLI = "`pyctr-fast run --rm --network none` (CLI)"
+API = "`pyctr_fast.api.run(...)` (in-process)"
+#: The same with limits: the container gets a cgroup (made with its limits,
+#: joined before the program runs, removed after it).
+LIMIT_FLAGS = ["-m", "64m", "--cpus", "1", "--pids-limit", "100"]
+LIMIT_KWARGS = {"mem_limit": "64m", "nano_cpus": 1_000_000_000, "pids_limit": 100}
+LIMITED_CLI = "same CLI with `-m 64m --cpus 1 --pids-limit 100` (own cgroup)"
+LIMITED_API = "same API call with those limits (own cgroup)"
 HYBRID_MARKER = "hybrid mode not supported"
 
 
@@ -242,7 +251,7 @@ def build_candidates(
     cli_argv = [str(cli), "--root", str(root), "run", "--rm", "--network", "none"]
     cli_argv += ["--rootfs", str(rootfs), "/bin/true"]
     c = Candidate(
-        "`pyctr-fast run --rm --network none` (CLI)",
+        CLI,
         lambda: spawn_wait(cli_argv, env),
         version=_first_line([str(cli), "--version"]) if cli else "",
     )
@@ -250,6 +259,10 @@ def build_candidates(
         "the pyctr-fast console script is not installed" if not cli else probe(cli_argv, env)
     )
     cands.append(c)
+    limited_argv = [*cli_argv[:7], *LIMIT_FLAGS, *cli_argv[7:]]
+    c2 = Candidate(LIMITED_CLI, lambda: spawn_wait(limited_argv, env), version=c.version)
+    c2.skipped = c.skipped or probe(limited_argv, env)
+    cands.append(c2)
 
     # pyctr-fast, in-process API
     try:
@@ -263,14 +276,27 @@ def build_candidates(
                 raise RuntimeError(f"api.run exited {code}")
             return elapsed
 
-        c = Candidate("`pyctr_fast.api.run(...)` (in-process)", run_api)
-        try:
-            run_api()
-        except Exception as err:
-            c.skipped = f"{type(err).__name__}: {err}"
+        def run_api_limited() -> float:
+            start = time.perf_counter_ns()
+            code = api.run(
+                str(rootfs), ["/bin/true"], network="none", root=str(root), limits=LIMIT_KWARGS
+            )
+            elapsed = (time.perf_counter_ns() - start) / 1e6
+            if code != 0:
+                raise RuntimeError(f"api.run exited {code}")
+            return elapsed
+
+        c = Candidate(API, run_api)
+        c2 = Candidate(LIMITED_API, run_api_limited)
+        for cand in (c, c2):
+            try:
+                cand.run()
+            except Exception as err:
+                cand.skipped = f"{type(err).__name__}: {err}"
     except ImportError as err:
-        c = Candidate("`pyctr_fast.api.run(...)` (in-process)", lambda: 0.0, skipped=str(err))
-    cands.append(c)
+        c = Candidate(API, lambda: 0.0, skipped=str(err))
+        c2 = Candidate(LIMITED_API, lambda: 0.0, skipped=str(err))
+    cands += [c, c2]
 
     # crun: default config, then with cgroups disabled
     crun = shutil.which("crun")
@@ -418,10 +444,39 @@ def render(
             f"| {c.name} | {c.version} | {_ms(c.cold)} | {_span(c.cold)} | {cr} | "
             f"{_ms(c.warm)} | {_span(c.warm)} | {wr} |"
         )
+    lines += cgroup_cost(cands)
     if notes:
         lines += ["", "Notes:", ""] + [f"- {n}" for n in notes]
     lines.append("")
     return "\n".join(lines)
+
+
+def _paired(a: list[float], b: list[float]) -> list[float]:
+    return [x - y for x, y in zip(a, b)]
+
+
+def cgroup_cost(cands: list[Candidate]) -> list[str]:
+    """The added cost of a cgroup with limits (setup, join, teardown): the
+    median over rounds of (with limits - without) in the same round."""
+    by_name = {c.name: c for c in cands if c.skipped is None and not c.error and c.cold}
+    rows = []
+    for plain, limited, label in ((CLI, LIMITED_CLI, "CLI"), (API, LIMITED_API, "API")):
+        a, b = by_name.get(limited), by_name.get(plain)
+        if a is None or b is None:
+            continue
+        cold, warm = _paired(a.cold, b.cold), _paired(a.warm, b.warm)
+        rows.append(f"| {label} | {_ms(cold)} | {_ms(warm)} |")
+    if not rows:
+        return []
+    return [
+        "",
+        "Added cost of a cgroup with limits (made with its limits before the start, "
+        "joined, removed after the exit), median over rounds of (with - without), ms:",
+        "",
+        "| path | cold | warm |",
+        "|---|---:|---:|",
+        *rows,
+    ]
 
 
 def _workdir_base() -> tuple[str, str]:

@@ -452,12 +452,16 @@ def test_create_records_the_settings_and_start_runs_it(client: DockerClient, roo
     )
     assert (c.status, c.name, c.labels) == ("created", "made", {"k": "v"})
     assert c.attrs["HostConfig"]["Memory"] == 64 * 1024**2
+    assert c.attrs["HostConfig"]["MemorySwap"] == 128 * 1024**2  # Docker: twice the memory
     assert c.attrs["HostConfig"]["RestartPolicy"] == {"Name": "on-failure", "MaximumRetryCount": 2}
     assert "X=from-create" in c.attrs["Config"]["Env"]
     c.start()
     assert c.status == "running"
     _until(lambda: c.logs() == b"from-create\n")
     assert c.exec_run("hostname").output == b"box\n"
+    # mem_limit is enforced: the container's cgroup holds it.
+    limit = c.exec_run("cat /sys/fs/cgroup/memory/memory.limit_in_bytes").output
+    assert limit == b"%d\n" % (64 * 1024**2)
 
 
 def test_pause_unpause_and_rename(client: DockerClient, sleeper: Container) -> None:

@@ -529,14 +529,14 @@ def test_exec_into_a_stopped_container_is_a_one_line_error(
 def test_exec_into_a_paused_container_is_a_one_line_error(
     engine: Engine, ctr: Ctr, freezer_cgroup: Path
 ) -> None:
-    # The container's cgroup as cgroups.py lays it out: <parent>/<id>.
+    # The container's cgroup as launch.json records it.
     group = freezer_cgroup / ctr.id
     group.mkdir()
     for pid in _processes_in_pid_ns(os.readlink(f"/proc/{ctr.pid}/ns/pid")):
         (group / "cgroup.procs").write_text(str(pid))
     _set_freezer(group, "FROZEN")
-    env = {**engine.base_env(), "PYCTR_CGROUP_PARENT": freezer_cgroup.name}
-    res = ex(engine, ctr.name, "true", env=env)
+    ctr.write_launch(cgroup_dirs=[str(group)], cgroup_procs=[str(group / "cgroup.procs")])
+    res = ex(engine, ctr.name, "true")
     assert_engine_error(res, 1, f"Container {ctr.id} is paused, unpause the container before exec")
 
 

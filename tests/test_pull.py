@@ -32,9 +32,7 @@ def registry(monkeypatch: pytest.MonkeyPatch) -> imagekit.FakeRegistry:
     imagekit.use_extractor(monkeypatch)
     reg = imagekit.FakeRegistry()
     reg.add("docker.io/library/app:latest", [imagekit.layer_tar(BASE), imagekit.layer_tar(APP)])
-    reg.add(
-        "docker.io/library/other:latest", [imagekit.layer_tar(BASE), imagekit.layer_tar(OTHER)]
-    )
+    reg.add("docker.io/library/other:latest", [imagekit.layer_tar(BASE), imagekit.layer_tar(OTHER)])
     return reg
 
 
@@ -173,7 +171,6 @@ def test_diff_id_mismatch_fails_the_pull_and_stores_nothing(
     assert not (root / "layers").exists() or os.listdir(root / "layers") == []
     assert not (root / "images").exists() or os.listdir(root / "images") == []
     assert Store(str(root)).refs() == {}
-
 
 
 def test_progress_on_a_terminal_rewrites_each_layer_line_in_place() -> None:

@@ -24,7 +24,6 @@ OTHER = [("other", "f", "x", 0o644, 0, 0)]
 # --------------------------------------------------------------------------- real registries
 
 
-
 def _status_lines(text: str, key: str) -> list[str]:
     return [ln.split(": ", 1)[1] for ln in text.splitlines() if ln.startswith(key + ": ")]
 

@@ -69,6 +69,7 @@ def run(
     forward_signals: bool = False,
     overlay: Overlay | None = None,
     on_start: Callable[[int], None] | None = None,
+    cgroup_procs: list[str] = ...,
 ) -> int:
     """Foreground run: spawn, then wait and return the Docker status.
 
@@ -170,3 +171,19 @@ def start_supervisor(root: str, cdir: str, *, attach: bool = False) -> Supervise
     step, errno and path of the failure (``state.json`` then holds ``Error``
     and Docker's exit code: 127 command not found, 126 not executable, else
     125); the supervisor has exited then and the caller owns the clean-up."""
+
+def cgroup_create(plan: str, resources: str = "") -> None:
+    """Make the container's cgroup from ``plan`` (launch.json's ``cgroup``
+    object as JSON) and write ``resources`` (an OCI ``linux.resources``
+    object as JSON) before anything joins it.  On failure nothing made here
+    is left; raises ContainerError (step, errno, path)."""
+
+def cgroup_update(plan: str, resources: str) -> None:
+    """Write ``resources`` into the existing group (``update``)."""
+
+def cgroup_freeze(plan: str, frozen: bool) -> None:
+    """Freeze or thaw the group and wait (10 s at most) until the kernel is done."""
+
+def cgroup_remove(plan: str, prune_parent: bool = False) -> None:
+    """Remove the group's directories (retried while busy for 2 s); with
+    ``prune_parent`` also each one's parent when it is empty."""

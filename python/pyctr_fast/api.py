@@ -19,6 +19,9 @@ from .spec import RunOptions
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
+    from typing import Any
+
+    from .resources import Limits
 
 __all__ = ["run"]
 
@@ -55,6 +58,8 @@ def run(
     interactive: bool = False,
     root: str | None = None,
     remove: bool = True,
+    limits: Mapping[str, Any] | None = None,
+    cgroup_parent: str | None = None,
 ) -> int:
     """Run ``command`` in a container on ``rootfs`` in the foreground and return
     its Docker status (exit code, 128+N if killed by signal N).
@@ -64,6 +69,10 @@ def run(
     state directory (default: $PYCTR_ROOT or /var/lib/pyctr-fast).  Without
     ``interactive`` the container's stdin is /dev/null.  ``remove`` is accepted
     for Docker parity: the container's state is always removed once it exits.
+    ``limits`` takes docker-py's resource keywords (``{"mem_limit": "64m",
+    "nano_cpus": 500_000_000, "pids_limit": 100}``); with limits (or
+    ``cgroup_parent``) the container runs in a cgroup of its own, made with
+    them before it starts and removed after it.
 
     Raises :class:`pyctr_fast.errors.UserError` for invalid arguments and
     :class:`pyctr_fast.errors.ContainerError` when the container cannot start.
@@ -89,5 +98,15 @@ def run(
         tty=tty,
         interactive=interactive,
         remove=remove,
+        limits=_limits(limits),
+        cgroup_parent=cgroup_parent,
     )
     return run_container(opts, root=root, forward_signals=False)
+
+
+def _limits(kwargs: Mapping[str, Any] | None) -> Limits | None:
+    if not kwargs:
+        return None
+    from .resources import limits_from_kwargs
+
+    return limits_from_kwargs(kwargs)

@@ -1,22 +1,22 @@
-"""Per-container cgroups: a tiny driver for cgroup v1 and v2.
+"""Per-container cgroups: where they are, for cgroup v1 and v2.
 
-A container started with a supervisor gets its own cgroup ``<parent>/<id>``
-(``parent`` is ``pyctr-fast``, or ``$PYCTR_CGROUP_PARENT``):
+A container started with a supervisor (or with limits) gets its own cgroup
+``<parent>/<id>`` (``parent`` is ``pyctr-fast``, ``$PYCTR_CGROUP_PARENT`` or
+the container's ``--cgroup-parent``):
 
 * **v1** (a hybrid or legacy host): one such directory in each mounted
-  hierarchy of the ``freezer``, ``memory``, ``pids``, ``cpu`` and ``cpuacct``
+  hierarchy of the freezer, memory, pids, cpu, cpuacct, cpuset and blkio
   controllers (found in /proc/self/mountinfo; co-mounted controllers share a
   directory);
 * **v2** (a pure unified hierarchy at /sys/fs/cgroup): one directory, with the
-  controllers it needs enabled in the parent's ``cgroup.subtree_control``.
+  controllers it needs enabled in each ancestor's ``cgroup.subtree_control``.
 
-:func:`plan` says which directories (and ``cgroup.procs`` files) a container
-has, :func:`create` makes them, :func:`remove` removes them (and the parent
-once it is empty), :func:`freeze`/:func:`thaw`/:func:`is_frozen` drive the
-freezer and :func:`pids` lists the processes.  The supervisor writes the
-container's pid into the ``procs`` files and removes the directories when the
-container is done (docs/lifecycle.md).  Limits and statistics will be further
-methods of the :class:`Driver` classes.
+This module *plans* (:class:`CgroupPlan`: which directory holds which
+controller) and *reads* (``pids``, ``is_frozen``; statistics are in
+:mod:`stats`).  Every write -- making the group with its limits, ``update``,
+freezing, removal -- is done by the Rust driver (``pyctr_core::cgroups``)
+through ``_native.cgroup_*``, given the plan as launch.json records it
+(docs/lifecycle.md).
 
 Only directories under the parent are ever created or removed: cgroups
 created by anyone else are left alone.
@@ -24,15 +24,14 @@ created by anyone else are left alone.
 
 from __future__ import annotations
 
-import errno
 import os
-import time
 
 from .errors import UserError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
+    from typing import Any
 
 __all__ = [
     "DEFAULT_PARENT",
@@ -42,7 +41,9 @@ __all__ = [
     "V1Driver",
     "V2Driver",
     "create",
+    "create_plan",
     "driver",
+    "exists",
     "freeze",
     "is_frozen",
     "parent",
@@ -50,18 +51,16 @@ __all__ = [
     "plan",
     "remove",
     "thaw",
+    "update",
 ]
 
 DEFAULT_PARENT = "pyctr-fast"
 PARENT_ENV = "PYCTR_CGROUP_PARENT"
 
 #: v1 controllers a container gets a directory in (when their hierarchy is mounted).
-V1_CONTROLLERS = ("freezer", "memory", "pids", "cpu", "cpuacct")
+V1_CONTROLLERS = ("freezer", "memory", "pids", "cpu", "cpuacct", "cpuset", "blkio")
 #: v2 controllers enabled for containers (when the hierarchy offers them).
-V2_CONTROLLERS = ("memory", "pids", "cpu")
-
-_FREEZE_TIMEOUT = 10.0
-_RMDIR_TIMEOUT = 2.0
+V2_CONTROLLERS = ("cpuset", "cpu", "io", "memory", "pids")
 
 
 def parent(environ: Mapping[str, str] | None = None) -> str:
@@ -75,23 +74,93 @@ def parent(environ: Mapping[str, str] | None = None) -> str:
 
 
 class CgroupPlan:
-    """The cgroup of one container: its directories, the ``cgroup.procs``
-    files a process is joined through, and the file that counts OOM kills."""
+    """The cgroup of one container.
 
-    __slots__ = ("dirs", "oom_file", "procs")
+    ``version`` is 1 or 2 and ``path`` the group's path relative to each
+    hierarchy's root (``pyctr-fast/<id>``).  ``controllers`` maps each
+    controller to its directory (v2: every controller to the one directory)
+    and ``mounts`` each controller to its hierarchy's mount point.  ``dirs``
+    are the distinct directories (freezer's first: its ``cgroup.procs`` lists
+    the container), ``procs`` their ``cgroup.procs`` files and ``oom_file``
+    the file that counts OOM kills.  ``own_parent``: the parent group is the
+    engine's (``pyctr-fast``), removed with its last container.
+    """
 
-    def __init__(self, dirs: Sequence[str], procs: Sequence[str], oom_file: str | None) -> None:
+    __slots__ = (
+        "controllers",
+        "dirs",
+        "mounts",
+        "oom_file",
+        "own_parent",
+        "path",
+        "procs",
+        "version",
+    )
+
+    def __init__(
+        self,
+        version: int,
+        path: str,
+        controllers: Mapping[str, str],
+        mounts: Mapping[str, str],
+        dirs: Sequence[str],
+        oom_file: str | None,
+        own_parent: bool = False,
+    ) -> None:
+        self.own_parent = own_parent
+        self.version = version
+        self.path = path
+        self.controllers = dict(controllers)
+        self.mounts = dict(mounts)
         self.dirs = list(dirs)
-        self.procs = list(procs)
+        self.procs = [os.path.join(d, "cgroup.procs") for d in self.dirs]
         self.oom_file = oom_file
+
+    def dir_for(self, controller: str) -> str | None:
+        """The directory holding ``controller``'s files (None: not mounted)."""
+        return self.controllers.get(controller)
+
+    def to_json(self) -> str:
+        from .compact_json import dumps
+
+        return dumps(self.to_doc())
+
+    def to_doc(self) -> dict[str, object]:
+        """launch.json's ``cgroup`` object (docs/lifecycle.md)."""
+        return {
+            "version": self.version,
+            "path": self.path,
+            "controllers": dict(self.controllers),
+            "mounts": dict(self.mounts),
+            "dirs": list(self.dirs),
+            "oom_file": self.oom_file,
+            "own_parent": self.own_parent,
+        }
+
+    @classmethod
+    def from_doc(cls, doc: object) -> CgroupPlan | None:
+        """The plan launch.json recorded, None when there is none or it is malformed."""
+        if not isinstance(doc, dict):
+            return None
+        try:
+            version = int(doc["version"])
+            path = str(doc["path"])
+            controllers = {str(k): str(v) for k, v in dict(doc["controllers"]).items()}
+            mounts = {str(k): str(v) for k, v in dict(doc["mounts"]).items()}
+            dirs = [str(d) for d in doc["dirs"]]
+            oom = doc.get("oom_file")
+        except (KeyError, TypeError, ValueError):
+            return None
+        oom = None if oom is None else str(oom)
+        return cls(version, path, controllers, mounts, dirs, oom, bool(doc.get("own_parent")))
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, CgroupPlan):
             return NotImplemented
-        return (self.dirs, self.procs, self.oom_file) == (other.dirs, other.procs, other.oom_file)
+        return self.to_doc() == other.to_doc()
 
     def __repr__(self) -> str:
-        return f"CgroupPlan(dirs={self.dirs!r}, procs={self.procs!r}, oom_file={self.oom_file!r})"
+        return f"CgroupPlan(version={self.version}, path={self.path!r}, dirs={self.dirs!r})"
 
 
 def _unescape(field: str) -> str:
@@ -136,41 +205,6 @@ def _read(path: str) -> str:
         return f.read().decode("ascii", "replace")
 
 
-def _write(path: str, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-    try:
-        os.write(fd, text.encode())
-    finally:
-        os.close(fd)
-
-
-def _mkdir(path: str) -> bool:
-    """Create ``path``; True if it was created here, False if it existed."""
-    try:
-        os.mkdir(path, 0o755)
-        return True
-    except FileExistsError:
-        return False
-
-
-def _rmdir(path: str, timeout: float = _RMDIR_TIMEOUT) -> None:
-    """rmdir a cgroup, retried briefly while it is busy (its last process is
-    still being torn down); gone already is fine."""
-    deadline = time.monotonic() + timeout
-    delay = 0.002
-    while True:
-        try:
-            os.rmdir(path)
-            return
-        except FileNotFoundError:
-            return
-        except OSError as err:
-            if err.errno != errno.EBUSY or time.monotonic() >= deadline:
-                raise
-        time.sleep(delay)
-        delay = min(delay * 2, 0.05)
-
-
 def _pids_in(procs: str) -> list[int]:
     try:
         return [int(x) for x in _read(procs).split()]
@@ -178,92 +212,112 @@ def _pids_in(procs: str) -> list[int]:
         return []
 
 
+def _native_call(verb: str, plan: CgroupPlan, call: Callable[[str], None]) -> None:
+    """Run one ``_native.cgroup_*`` call on ``plan``; its ContainerError
+    becomes a one-line UserError naming the file and the errno."""
+    from ._native import ContainerError
+
+    try:
+        call(plan.to_json())
+    except ContainerError as err:
+        path = getattr(err, "path", None) or ""
+        code = getattr(err, "errno", 0) or 0
+        if code and path:
+            raise UserError(f"cannot {verb} cgroup {path}: {os.strerror(code)}") from None
+        raise UserError(f"cannot {verb} cgroup: {err}") from None
+
+
+def create_plan(plan: CgroupPlan, resources: str = "") -> None:
+    """Make ``plan``'s group with ``resources`` (OCI ``linux.resources`` as
+    JSON) written before anything joins it; nothing is left on failure."""
+    from ._native import cgroup_create
+
+    _native_call("create", plan, lambda doc: cgroup_create(doc, resources))
+
+
+def update(plan: CgroupPlan, resources: str) -> None:
+    """Write ``resources`` into a running container's group (``update``)."""
+    from ._native import cgroup_update
+
+    _native_call("update", plan, lambda doc: cgroup_update(doc, resources))
+
+
+def remove(plan: CgroupPlan) -> None:
+    """Remove the group (waiting ~2 s while its last processes leave), and
+    its parent when that is empty and the engine's own (a ``--cgroup-parent``
+    group is somebody else's to remove)."""
+    from ._native import cgroup_remove
+
+    _native_call("remove", plan, lambda doc: cgroup_remove(doc, plan.own_parent))
+
+
+def freeze(plan: CgroupPlan) -> None:
+    from ._native import cgroup_freeze
+
+    _native_call("freeze", plan, lambda doc: cgroup_freeze(doc, True))
+
+
+def thaw(plan: CgroupPlan) -> None:
+    from ._native import cgroup_freeze
+
+    _native_call("thaw", plan, lambda doc: cgroup_freeze(doc, False))
+
+
+def is_frozen(plan: CgroupPlan | None) -> bool:
+    """True while the freezer is FROZEN or FREEZING (v1) or ``cgroup.freeze``
+    is 1 (v2); False when there is no such group."""
+    d = plan.dir_for("freezer") if plan is not None else None
+    if d is None:
+        return False
+    try:
+        if plan is not None and plan.version == 2:
+            return _read(os.path.join(d, "cgroup.freeze")).strip() == "1"
+        return _read(os.path.join(d, "freezer.state")).strip() in ("FROZEN", "FREEZING")
+    except OSError:
+        return False
+
+
+def pids(plan: CgroupPlan | None) -> list[int]:
+    """The processes in the group (empty when it has none)."""
+    return _pids_in(plan.procs[0]) if plan is not None and plan.procs else []
+
+
+def exists(plan: CgroupPlan) -> bool:
+    return any(os.path.isdir(d) for d in plan.dirs)
+
+
 class Driver:
     """One cgroup version on this host.  ``parent`` is relative to the
-    hierarchy roots; every method takes the container id."""
+    hierarchy roots."""
 
     version = 0
 
     def __init__(self, parent: str) -> None:
         self.parent = parent
 
-    def plan(self, cid: str) -> CgroupPlan:
+    def plan(self, cid: str, cgroup_parent: str | None = None) -> CgroupPlan:
+        """The group ``<parent>/<cid>`` (``cgroup_parent``: instead of the
+        host's default parent, relative to each hierarchy's root)."""
+        if cgroup_parent is None:
+            plan = self.plan_path(f"{self.parent}/{cid}")
+            plan.own_parent = True
+            return plan
+        par = cgroup_parent.strip("/")
+        return self.plan_path(f"{par}/{cid}" if par else cid)
+
+    def plan_path(self, path: str) -> CgroupPlan:
+        """The group at ``path``, relative to each hierarchy's root."""
         raise NotImplementedError
 
     def parent_dirs(self) -> list[str]:
         raise NotImplementedError
 
-    def create(self, cid: str) -> CgroupPlan:
-        """Make the container's directories (and the parent's); on failure
-        nothing that was made here is left."""
-        plan = self.plan(cid)
-        made: list[str] = []
-        try:
-            self._prepare_parents(made)
-            for d in plan.dirs:
-                # A concurrent remove() may take an empty parent away between
-                # the two mkdirs: make it again then.
-                for _ in range(20):
-                    try:
-                        if _mkdir(d):
-                            made.append(d)
-                        break
-                    except FileNotFoundError:
-                        p = os.path.dirname(d)
-                        if _mkdir(p):
-                            made.append(p)
-                else:
-                    raise OSError(errno.ENOENT, "its parent keeps disappearing", d)
-        except OSError as err:
-            for d in reversed(made):
-                try:
-                    _rmdir(d, 0.2)
-                except OSError:
-                    pass
-            raise UserError(
-                f"cannot create cgroup {err.filename or ''}: {err.strerror or err}".replace(
-                    "cgroup : ", "cgroup: "
-                )
-            ) from None
+    def create(self, cid: str, resources: str = "", cgroup_parent: str | None = None) -> CgroupPlan:
+        """Make the container's group with ``resources`` written (see
+        :func:`create_plan`)."""
+        plan = self.plan(cid, cgroup_parent)
+        create_plan(plan, resources)
         return plan
-
-    def _prepare_parents(self, made: list[str]) -> None:
-        for p in self.parent_dirs():
-            if _mkdir(p):
-                made.append(p)
-
-    def remove(self, cid: str, dirs: Sequence[str] | None = None) -> None:
-        """rmdir the container's directories (retried while busy), then the
-        parent's when nothing else is in them.  Missing ones are fine."""
-        first: OSError | None = None
-        for d in dirs if dirs is not None else self.plan(cid).dirs:
-            try:
-                _rmdir(d)
-            except OSError as err:
-                first = first or err
-            try:
-                os.rmdir(os.path.dirname(d))
-            except OSError:
-                pass  # other containers, or not ours to remove
-        if first is not None:
-            raise UserError(f"cannot remove cgroup {first.filename}: {first.strerror or first}")
-
-    def exists(self, cid: str) -> bool:
-        return any(os.path.isdir(d) for d in self.plan(cid).dirs)
-
-    def freeze(self, cid: str) -> None:
-        raise NotImplementedError
-
-    def thaw(self, cid: str) -> None:
-        raise NotImplementedError
-
-    def is_frozen(self, cid: str) -> bool:
-        raise NotImplementedError
-
-    def pids(self, cid: str) -> list[int]:
-        """The processes in the container's cgroup (empty when it has none)."""
-        plan = self.plan(cid)
-        return _pids_in(plan.procs[0]) if plan.procs else []
 
 
 class V1Driver(Driver):
@@ -299,46 +353,12 @@ class V1Driver(Driver):
     def parent_dirs(self) -> list[str]:
         return [os.path.join(mp, self.parent) for mp in self._mountpoints()]
 
-    def plan(self, cid: str) -> CgroupPlan:
-        dirs = [os.path.join(mp, self.parent, cid) for mp in self._mountpoints()]
-        memory = self.hierarchies.get("memory")
-        oom = os.path.join(memory, self.parent, cid, "memory.oom_control") if memory else None
-        return CgroupPlan(dirs, [os.path.join(d, "cgroup.procs") for d in dirs], oom)
-
-    def _freezer(self, cid: str) -> str:
-        mp = self.hierarchies.get("freezer")
-        if mp is None:
-            raise UserError("the cgroup v1 freezer is not mounted: cannot pause containers")
-        return os.path.join(mp, self.parent, cid, "freezer.state")
-
-    def _set(self, cid: str, want: str) -> None:
-        path = self._freezer(cid)
-        deadline = time.monotonic() + _FREEZE_TIMEOUT
-        delay = 0.001
-        while True:
-            _write(path, want)
-            if _read(path).strip() == want:
-                return
-            if time.monotonic() >= deadline:
-                raise UserError(f"the container's cgroup did not reach {want} in time")
-            time.sleep(delay)
-            delay = min(delay * 2, 0.05)
-
-    def freeze(self, cid: str) -> None:
-        self._set(cid, "FROZEN")
-
-    def thaw(self, cid: str) -> None:
-        self._set(cid, "THAWED")
-
-    def is_frozen(self, cid: str) -> bool:
-        mp = self.hierarchies.get("freezer")
-        if mp is None:
-            return False
-        try:
-            state = _read(os.path.join(mp, self.parent, cid, "freezer.state")).strip()
-        except OSError:
-            return False
-        return state in ("FROZEN", "FREEZING")
+    def plan_path(self, path: str) -> CgroupPlan:
+        controllers = {ctl: os.path.join(mp, path) for ctl, mp in self.hierarchies.items()}
+        dirs = [os.path.join(mp, path) for mp in self._mountpoints()]
+        memory = controllers.get("memory")
+        oom = os.path.join(memory, "memory.oom_control") if memory else None
+        return CgroupPlan(1, path, controllers, self.hierarchies, dirs, oom)
 
 
 class V2Driver(Driver):
@@ -353,10 +373,13 @@ class V2Driver(Driver):
     def parent_dirs(self) -> list[str]:
         return [os.path.join(self.mountpoint, self.parent)]
 
-    def plan(self, cid: str) -> CgroupPlan:
-        d = os.path.join(self.mountpoint, self.parent, cid)
-        oom = os.path.join(d, "memory.events") if "memory" in self._controllers() else None
-        return CgroupPlan([d], [os.path.join(d, "cgroup.procs")], oom)
+    def plan_path(self, path: str) -> CgroupPlan:
+        d = os.path.join(self.mountpoint, path)
+        wanted = self._controllers()
+        oom = os.path.join(d, "memory.events") if "memory" in wanted else None
+        controllers = {ctl: d for ctl in ("freezer", *wanted)}
+        mounts = {ctl: self.mountpoint for ctl in controllers}
+        return CgroupPlan(2, path, controllers, mounts, [d], oom)
 
     def _controllers(self) -> list[str]:
         try:
@@ -364,60 +387,6 @@ class V2Driver(Driver):
         except OSError:
             return []
         return [c for c in V2_CONTROLLERS if c in offered]
-
-    def _prepare_parents(self, made: list[str]) -> None:
-        # Enable the controllers top-down: in the root's subtree_control (so
-        # the parent has them), then in each level down to the parent.
-        wanted = self._controllers()
-        level = self.mountpoint
-        parts = self.parent.split("/")
-        for part in ["", *parts]:
-            if part:
-                level = os.path.join(level, part)
-                if _mkdir(level):
-                    made.append(level)
-            if wanted:
-                self._enable(level, wanted)
-
-    @staticmethod
-    def _enable(level: str, wanted: list[str]) -> None:
-        path = os.path.join(level, "cgroup.subtree_control")
-        have = _read(path).split()
-        missing = [c for c in wanted if c not in have]
-        if missing:
-            _write(path, " ".join("+" + c for c in missing))
-
-    def _file(self, cid: str, name: str) -> str:
-        return os.path.join(self.mountpoint, self.parent, cid, name)
-
-    def _set(self, cid: str, value: str) -> None:
-        path = self._file(cid, "cgroup.freeze")
-        try:
-            _write(path, value)
-        except FileNotFoundError:
-            raise UserError(
-                "cgroup.freeze is missing: this kernel's cgroup v2 cannot freeze (5.2+ needed)"
-            ) from None
-        want = f"frozen {value}"
-        deadline = time.monotonic() + _FREEZE_TIMEOUT
-        delay = 0.001
-        while want not in _read(self._file(cid, "cgroup.events")).splitlines():
-            if time.monotonic() >= deadline:
-                raise UserError("the container's cgroup did not reach the requested state in time")
-            time.sleep(delay)
-            delay = min(delay * 2, 0.05)
-
-    def freeze(self, cid: str) -> None:
-        self._set(cid, "1")
-
-    def thaw(self, cid: str) -> None:
-        self._set(cid, "0")
-
-    def is_frozen(self, cid: str) -> bool:
-        try:
-            return _read(self._file(cid, "cgroup.freeze")).strip() == "1"
-        except OSError:
-            return False
 
 
 _cached: dict[str, Driver] = {}
@@ -443,38 +412,24 @@ def driver(environ: Mapping[str, str] | None = None) -> Driver:
     return chosen
 
 
-def plan(cid: str) -> CgroupPlan:
-    """The container's directories, ``cgroup.procs`` files and OOM counter file."""
-    return driver().plan(cid)
+def plan_for_spec(spec: Mapping[str, Any]) -> CgroupPlan | None:
+    """The group an OCI spec's ``linux.cgroupsPath`` names on this host
+    (relative to each hierarchy's root); None when it names none."""
+    path = str((spec.get("linux") or {}).get("cgroupsPath") or "").strip("/")
+    if not path:
+        return None
+    drv = driver()
+    plan = drv.plan_path(path)
+    plan.own_parent = os.path.dirname(path) == drv.parent
+    return plan
 
 
-def create(cid: str) -> CgroupPlan:
-    """Make the container's cgroup; raises UserError (nothing left) on failure."""
-    return driver().create(cid)
+def plan(cid: str, cgroup_parent: str | None = None) -> CgroupPlan:
+    """The container's group on this host (see :meth:`Driver.plan`)."""
+    return driver().plan(cid, cgroup_parent)
 
 
-def remove(cid: str, dirs: Sequence[str] | None = None) -> None:
-    """Remove the container's cgroup (``dirs``: as recorded at start, else the
-    current plan), and the parent when it is empty."""
-    driver().remove(cid, dirs)
-
-
-def freeze(cid: str) -> None:
-    driver().freeze(cid)
-
-
-def thaw(cid: str) -> None:
-    driver().thaw(cid)
-
-
-def is_frozen(cid: str) -> bool:
-    """True while the container's freezer is FROZEN or FREEZING (v1) or its
-    ``cgroup.freeze`` is 1 (v2); False when it has no cgroup."""
-    try:
-        return driver().is_frozen(cid)
-    except UserError:
-        return False
-
-
-def pids(cid: str) -> list[int]:
-    return driver().pids(cid)
+def create(cid: str, resources: str = "", cgroup_parent: str | None = None) -> CgroupPlan:
+    """Make the container's group with ``resources``; raises UserError
+    (nothing left) on failure."""
+    return driver().create(cid, resources, cgroup_parent)

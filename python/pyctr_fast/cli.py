@@ -12,6 +12,7 @@ import sys
 from . import trace  # first: the trace origin is the CLI's import
 from .errors import UserError
 from .flags import BOOL, LIST, VALUE, Flag, ParsedFlags, format_flags, parse_flags, write_out
+from .resources_flags import RESOURCE_FLAGS
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -43,6 +44,7 @@ GLOBAL_FLAGS: tuple[Flag, ...] = (
 RUN_FLAGS: tuple[Flag, ...] = (
     Flag("cap-add", LIST, "Add Linux capabilities"),
     Flag("cap-drop", LIST, "Drop Linux capabilities"),
+    Flag("cgroup-parent", VALUE, "Optional parent cgroup for the container", metavar="string"),
     Flag("detach", BOOL, "Run container in background and print container ID", short="d"),
     Flag("entrypoint", VALUE, "Overwrite the default ENTRYPOINT of the image"),
     Flag("env", LIST, "Set environment variables", short="e"),
@@ -73,6 +75,7 @@ RUN_FLAGS: tuple[Flag, ...] = (
     Flag("user", VALUE, "Username or UID (format: <name|uid>[:<group|gid>])", short="u"),
     Flag("volume", LIST, "Bind mount a volume (SRC:DST[:ro|rw])", short="v"),
     Flag("workdir", VALUE, "Working directory inside the container", short="w"),
+    *RESOURCE_FLAGS,
 )
 
 MAIN_HELP = f"""\
@@ -97,9 +100,11 @@ Commands:
   rm          Remove one or more containers
   wait        Block until one or more containers stop, then print their exit codes
   top         Display the running processes of a container
+  stats       Display a live stream of container(s) resource usage statistics
   rename      Rename a container
   pause       Pause all processes within one or more containers
   unpause     Unpause all processes within one or more containers
+  update      Update configuration of one or more containers
   cp          Copy files/folders between a container and the local filesystem
   container   Manage containers (ls, prune, rm, inspect, ...)
   pull        Download an image from a registry
@@ -156,6 +161,13 @@ def options_from_run_args(args: Sequence[str]) -> tuple[RunOptions | None, Parse
     from .spec import RunOptions
 
     stop_timeout = parse_int_flag(parsed, "stop-timeout")
+    limits = None
+    if any(parsed.given(f.dest) for f in RESOURCE_FLAGS):
+        from .resources import limits_from_flags
+
+        limits = limits_from_flags(parsed)
+        for warning in limits.warnings:
+            print(f"WARNING: {warning}", file=sys.stderr)
     opts = RunOptions(
         rootfs or "",
         rest,
@@ -185,6 +197,8 @@ def options_from_run_args(args: Sequence[str]) -> tuple[RunOptions | None, Parse
         log_opts=parsed.values("log-opt"),
         stop_signal=parsed.value("stop-signal"),
         stop_timeout=stop_timeout,
+        limits=limits,
+        cgroup_parent=parsed.value("cgroup-parent") or None,
     )
     return opts, parsed
 
@@ -272,6 +286,8 @@ CONTAINER_COMMANDS: dict[str, str] = {
     ),
     **dict.fromkeys(("ps", "inspect", "logs", "top", "cp"), "views_cli"),
     "exec": "exec_cli",
+    "update": "update_cli",
+    "stats": "stats_cli",
 }
 
 

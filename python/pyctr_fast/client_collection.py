@@ -106,7 +106,8 @@ class ContainerCollection:
         ``hostname``, ``network_mode`` (``none`` (default) or ``host``),
         ``cap_add``, ``cap_drop``, ``privileged``, ``read_only``, ``tty``,
         ``stdin_open``, ``restart_policy``, ``stop_signal``, ``labels``,
-        ``mem_limit`` (recorded as ``HostConfig.Memory``; not enforced yet),
+        the resource keywords (``mem_limit``, ``nano_cpus``, ``cpu_quota``,
+        ``pids_limit``, ...: enforced through the container's cgroup),
         ``tmpfs``, ``log_config``, ``auto_remove``, ``platform``.  Other
         docker-py keywords raise TypeError.
         """
@@ -239,8 +240,6 @@ def _record_extras(rec: Record, extras: Extras) -> None:
         data = read_json(path)
         if extras.labels is not None:
             (data.setdefault("Config", {}) or {})["Labels"] = extras.labels
-        if extras.memory is not None:
-            (data.setdefault("HostConfig", {}) or {})["Memory"] = extras.memory
         write_json(path, data)
     finally:
         os.close(fd)

@@ -397,6 +397,28 @@ class Container:
             titles, rows = views.top(rec, ps_args.split() if ps_args else [])
         return {"Titles": list(titles), "Processes": [list(r) for r in rows]}
 
+    def stats(
+        self, decode: bool | None = None, stream: bool = True, one_shot: bool | None = None
+    ) -> dict[str, Any] | Iterator[dict[str, Any]] | Iterator[bytes]:
+        """The Engine API's stats object(s) (``docker stats``): with ``stream``
+        an iterator of samples, one at once and then one a second while the
+        container runs (dicts with ``decode``, else JSON bytes, one object per
+        item); without, one dict whose ``precpu_stats`` was sampled a second
+        before (``one_shot``: at once, ``precpu_stats`` zeros)."""
+        from . import stats
+
+        if decode and not stream:
+            raise APIError("decode is only available in conjunction with stream=True")
+        if one_shot and stream:
+            raise APIError("one_shot is only available in conjunction with stream=False")
+        with engine_errors():
+            if not stream:
+                return stats.collect(self.client.root, self.id, one_shot=bool(one_shot))
+            samples = stats.stream(self.client.root, self.id)
+        if decode:
+            return samples
+        return _json_lines(samples)
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Container) and other.id == self.id
 
@@ -405,6 +427,13 @@ class Container:
 
     def __repr__(self) -> str:
         return f"<Container: {self.short_id}>"
+
+
+def _json_lines(samples: Iterator[dict[str, Any]]) -> Iterator[bytes]:
+    import json
+
+    for data in samples:
+        yield json.dumps(data).encode() + b"\n"
 
 
 def _unix_time(value: datetime | float | None) -> float | None:

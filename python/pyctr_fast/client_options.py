@@ -3,9 +3,9 @@ engine's :class:`~pyctr_fast.spec.RunOptions` (the CLI's ``run`` flags).
 
 What ``RunOptions`` has no field for yet is returned as *extras* that the
 client records in the container's ``container.json`` after ``create``
-(``Config.Labels``, ``HostConfig.Memory``): they show in ``attrs`` and in
-``ps --filter label=...`` but are not enforced (memory limits come with
-cgroup limits, issue 5).
+(``Config.Labels``): they show in ``attrs`` and in ``ps --filter label=...``.
+The resource keywords (``mem_limit``, ``nano_cpus``, ...) become
+``RunOptions.limits`` (:func:`pyctr_fast.resources.limits_from_kwargs`).
 """
 
 from __future__ import annotations
@@ -54,25 +54,34 @@ if TYPE_CHECKING:
 
 __all__ = ["KNOWN_KWARGS", "Extras", "build_options", "parse_bytes"]
 
-KNOWN_KWARGS = frozenset(
+#: docker-py's resource keywords (:func:`pyctr_fast.resources.limits_from_kwargs`).
+RESOURCE_KWARGS = frozenset(
     (
-        "auto_remove cap_add cap_drop entrypoint environment hostname labels log_config "
-        "mem_limit name network_disabled network_mode platform privileged read_only "
-        "restart_policy stdin_open stop_signal stop_timeout tmpfs tty user volumes working_dir"
+        "blkio_weight cpu_period cpu_quota cpu_shares cpuset_cpus cpuset_mems "
+        "device_read_bps device_read_iops device_write_bps device_write_iops mem_limit "
+        "mem_reservation mem_swappiness memswap_limit nano_cpus oom_kill_disable pids_limit"
     ).split()
+)
+
+KNOWN_KWARGS = (
+    frozenset(
+        (
+            "auto_remove cap_add cap_drop cgroup_parent entrypoint environment hostname labels "
+            "log_config name network_disabled network_mode platform privileged read_only "
+            "restart_policy stdin_open stop_signal stop_timeout tmpfs tty user volumes working_dir"
+        ).split()
+    )
+    | RESOURCE_KWARGS
 )
 
 #: docker-py keywords the engine does not implement (yet): a TypeError names them.
 UNSUPPORTED_KWARGS = frozenset(
     (
-        "blkio_weight blkio_weight_device cgroup_parent cgroupns cpu_count cpu_percent "
-        "cpu_period cpu_quota cpu_rt_period cpu_rt_runtime cpu_shares cpuset_cpus cpuset_mems "
-        "device_cgroup_rules device_read_bps device_read_iops device_requests "
-        "device_write_bps device_write_iops devices dns dns_opt dns_search domainname "
+        "blkio_weight_device cgroupns cpu_count cpu_percent cpu_rt_period cpu_rt_runtime "
+        "device_cgroup_rules device_requests devices dns dns_opt dns_search domainname "
         "extra_hosts group_add healthcheck init init_path ipc_mode isolation kernel_memory "
-        "links lxc_conf mac_address mem_reservation mem_swappiness memswap_limit mounts "
-        "nano_cpus network networking_config oom_kill_disable oom_score_adj pid_mode "
-        "pids_limit ports publish_all_ports runtime security_opt shm_size storage_opt "
+        "links lxc_conf mac_address mounts network networking_config oom_score_adj pid_mode "
+        "ports publish_all_ports runtime security_opt shm_size storage_opt "
         "sysctls ulimits use_config_proxy userns_mode uts_mode volume_driver volumes_from"
     ).split()
 )
@@ -81,14 +90,13 @@ UNSUPPORTED_KWARGS = frozenset(
 class Extras:
     """What is recorded in ``container.json`` after create (no RunOptions field)."""
 
-    __slots__ = ("labels", "memory")
+    __slots__ = ("labels",)
 
     def __init__(self) -> None:
         self.labels: dict[str, str] | None = None
-        self.memory: int | None = None
 
     def __bool__(self) -> bool:
-        return self.labels is not None or self.memory is not None
+        return self.labels is not None
 
 
 def check_kwargs(method: str, kwargs: Mapping[str, Any]) -> None:
@@ -257,11 +265,14 @@ def build_options(
         "log_opts": _log_opts(kwargs.get("log_config")),
     }
     labels = label_dict(kwargs.get("labels"))
-    memory = None if kwargs.get("mem_limit") is None else parse_bytes(kwargs["mem_limit"])
     if labels is not None:
         optional["labels"] = labels
-    if memory is not None:
-        optional["memory"] = memory
+    if any(kwargs.get(k) is not None for k in RESOURCE_KWARGS):
+        from .resources import limits_from_kwargs
+
+        more["limits"] = limits_from_kwargs(kwargs)
+    if kwargs.get("cgroup_parent"):
+        more["cgroup_parent"] = str(kwargs["cgroup_parent"])
     for key, value in optional.items():
         if value is None:
             continue
@@ -269,8 +280,6 @@ def build_options(
             more[key] = value
         elif key == "labels":
             extras.labels = labels
-        elif key == "memory":
-            extras.memory = memory
         elif key != "detach" and value != "no":
             raise APIError(f"{key} is not supported by this engine yet")
     opts = RunOptions(

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from ._native import ContainerError, Overlay
+    from .cgroups import CgroupPlan
     from .image_run import ImageRun
     from .spec import RunOptions
 
@@ -179,6 +180,7 @@ def prepare(
     *,
     environ: Mapping[str, str] | None = None,
     volatile: bool = False,
+    supervised: bool = False,
 ) -> Prepared:
     """Resolve the image (pulling it per ``--pull``) or the rootfs, build the
     spec, and make ``<root>/containers/<id>/`` with the /etc files (and, for
@@ -193,7 +195,9 @@ def prepare(
 
     bundle = container_dir(state_root, cid)
     if opts.image is None:
-        spec = build_spec(opts, container_id=cid, container_dir=bundle, environ=environ)
+        spec = build_spec(
+            opts, container_id=cid, container_dir=bundle, environ=environ, supervised=supervised
+        )
         config = compact_json.dumps(spec)
         trace.mark("python: spec built")
         _make_dir(bundle)
@@ -214,7 +218,12 @@ def prepare(
     with store.shared():
         image = ImageRun.find(store, opts)
         spec = build_spec(
-            opts, container_id=cid, container_dir=bundle, environ=environ, image=image
+            opts,
+            container_id=cid,
+            container_dir=bundle,
+            environ=environ,
+            image=image,
+            supervised=supervised,
         )
         config = compact_json.dumps(spec)
         _make_dir(bundle)
@@ -387,24 +396,22 @@ def run_container(
         raise
     trace.mark("python: container registered")
     reg = _Registration(prep.bundle)
+    plan = None
     try:
-        if prep.overlay is None:
-            status = _native.run(
-                prep.config,
-                prep.bundle,
-                stdin=opts.interactive,
-                forward_signals=forward_signals,
-                on_start=reg.on_start,
-            )
-        else:
-            status = _native.run(
-                prep.config,
-                prep.bundle,
-                stdin=opts.interactive,
-                forward_signals=forward_signals,
-                overlay=prep.overlay,
-                on_start=reg.on_start,
-            )
+        extra: dict[str, Any] = {}
+        if prep.overlay is not None:
+            extra["overlay"] = prep.overlay
+        if "cgroupsPath" in prep.spec["linux"]:
+            plan = _foreground_cgroup(prep)
+            extra["cgroup_procs"] = plan.procs
+        status = _native.run(
+            prep.config,
+            prep.bundle,
+            stdin=opts.interactive,
+            forward_signals=forward_signals,
+            on_start=reg.on_start,
+            **extra,
+        )
         reg.finish(status)
         return status
     finally:
@@ -413,9 +420,36 @@ def run_container(
         # last descriptor of an unlinked file costs milliseconds here (ext4
         # orphan handling), and waiters then read the final state.
         os.close(lock)
+        if plan is not None:
+            from . import cgroups
+
+            try:
+                cgroups.remove(plan)
+            except UserError as err:
+                print(f"pyctr-fast: {err}", file=sys.stderr)
         remove_dir(prep.bundle)
         release_name(state_root, name, cid)
         trace.mark("python: container dir removed")
+
+
+def _foreground_cgroup(prep: Prepared) -> CgroupPlan:
+    """Make the cgroup of a foreground container that has limits (see
+    :meth:`RunOptions.wants_cgroup`), with its limits written, and record it
+    in launch.json so that ``pause``, ``stats`` and ``exec`` find it."""
+    from . import cgroups, statefiles
+
+    plan = cgroups.plan_for_spec(prep.spec)
+    assert plan is not None  # the caller checked linux.cgroupsPath
+    resources = prep.spec["linux"].get("resources")
+    cgroups.create_plan(plan, compact_json.dumps(resources) if resources else "")
+    try:
+        doc = {"id": prep.cid, **statefiles.cgroup_fields(plan)}
+        statefiles.write_json(os.path.join(prep.bundle, "launch.json"), doc)
+    except OSError as err:
+        cgroups.remove(plan)
+        raise UserError(f"cannot write the state of {prep.bundle}: {err.strerror or err}") from None
+    trace.mark("python: cgroup made")
+    return plan
 
 
 def run_from_cli(opts: RunOptions, root: str | None) -> int:

@@ -16,6 +16,7 @@ import stat
 from .container_exec import NS_FILES
 from .errors import UserError
 from .records import NEVER, Record
+from .resources_flags import defaults as resource_defaults
 from .views import (
     _command_line,
     _image_id,
@@ -121,7 +122,8 @@ def _host_config(rec: Record, spec: dict[str, Any], launch: dict[str, Any]) -> d
             and m.get("destination") != "/dev"
         }
         or None,
-        "Memory": 0,
+        "CgroupParent": "",
+        **resource_defaults(),
         "PidMode": "",
         "IpcMode": "private",
         "UTSMode": "",
@@ -306,11 +308,11 @@ def container_pids(rec: Record) -> list[int]:
     if not state.get("Running") or pid <= 0:
         raise UserError(f"container {rec.id} is not running", exit_code=1)
     launch = launch_of(rec)
-    if launch.get("cgroup_dirs"):
+    if launch.get("cgroup"):
         from . import cgroups
 
         try:
-            found = cgroups.pids(rec.id)
+            found = cgroups.pids(cgroups.CgroupPlan.from_doc(launch["cgroup"]))
         except (OSError, UserError):
             found = []
         if found:

@@ -41,8 +41,10 @@ from .supervision import SUPERVISOR_GRACE, stop_signal
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
+    from typing import Any
 
     from ._native import Supervised
+    from .resources import Limits
     from .spec import RunOptions
 
 __all__ = [
@@ -59,6 +61,7 @@ __all__ = [
     "stop",
     "stop_signal",
     "unpause",
+    "update_resources",
     "wait",
 ]
 
@@ -100,11 +103,11 @@ def create(
     cid = new_container_id()
     # The directory first (invisible until container.json is written), then
     # the name: a bad option leaves no names/ entry, a taken name no directory.
-    prep = prepare(opts, state_root, cid, environ=environ, volatile=opts.remove)
+    prep = prepare(opts, state_root, cid, environ=environ, volatile=opts.remove, supervised=True)
     try:
         name = claim_name(state_root, opts.name, cid)
         try:
-            plan = cgroups.plan(cid)
+            plan = cgroups.plan_for_spec(prep.spec)
             launch = statefiles.launch_json(
                 prep,
                 opts,
@@ -113,9 +116,7 @@ def create(
                 restart=restart_policy,
                 log_max_size=max_size,
                 log_max_files=max_files,
-                cgroup_dirs=plan.dirs,
-                cgroup_procs=plan.procs,
-                oom_file=plan.oom_file,
+                cgroup=plan,
             )
             doc = statefiles.container_json(
                 prep, opts, name, records.now(), restart=restart_policy, log_config=log_config
@@ -141,30 +142,35 @@ def create(
     return Record(state_root, cid)
 
 
-def _sync_cgroups(rec: Record) -> cgroups.CgroupPlan:
-    """Create the container's cgroup, recording it in launch.json if the
-    plan changed since create (another $PYCTR_CGROUP_PARENT)."""
-    plan = cgroups.create(rec.id)
-    launch = sv.launch_doc(rec)
-    if launch and (launch.get("cgroup_dirs"), launch.get("cgroup_procs")) != (
-        plan.dirs,
-        plan.procs,
-    ):
-        launch.update(cgroup_dirs=plan.dirs, cgroup_procs=plan.procs, oom_file=plan.oom_file)
-        try:
-            statefiles.write_json(rec.path("launch.json"), launch)
-        except OSError as err:
-            cgroups.remove(rec.id, plan.dirs)
-            raise _err(f"cannot write {rec.path('launch.json')}: {err.strerror or err}") from None
+def _resources_json(rec: Record) -> str:
+    """config.json's ``linux.resources``, as JSON text ("" when none)."""
+    import json
+
+    try:
+        with open(rec.path("config.json"), "rb") as f:
+            spec = json.loads(f.read())
+    except (OSError, ValueError) as err:
+        raise _err(f"cannot read {rec.path('config.json')}: {err}") from None
+    res = (spec.get("linux") or {}).get("resources")
+    return json.dumps(res) if res else ""
+
+
+def _make_cgroup(rec: Record) -> cgroups.CgroupPlan | None:
+    """Make the container's cgroup (launch.json's plan) with the spec's
+    limits written, before anything runs in it."""
+    plan = sv.cgroup_plan(rec)
+    if plan is not None:
+        cgroups.create_plan(plan, _resources_json(rec))
     return plan
 
 
-def _failed_start(rec: Record, plan: cgroups.CgroupPlan, err: BaseException) -> None:
+def _failed_start(rec: Record, plan: cgroups.CgroupPlan | None, err: BaseException) -> None:
     """Undo a start that failed: no supervisor, no process, no cgroup; the
     state says why (Docker keeps the container, with the exit status)."""
     sv.wait_supervisor(rec.dir, SUPERVISOR_GRACE)
-    with sv.suppress(UserError):
-        cgroups.remove(rec.id, plan.dirs)
+    if plan is not None:
+        with sv.suppress(UserError):
+            cgroups.remove(plan)
     from ._native import ContainerError
 
     code = exit_code_for(err) if isinstance(err, ContainerError) else 125
@@ -192,7 +198,7 @@ def _start_locked(rec: Record, attach: bool) -> Supervised | None:
     if not sv.wait_supervisor(rec.dir, SUPERVISOR_GRACE):
         raise _err(f"the previous supervisor of container {rec.id} is still finishing")
     sv.unlink(rec.path("stopped"))
-    plan = _sync_cgroups(rec)
+    plan = _make_cgroup(rec)
     trace.mark("python: cgroups made")
     try:
         sv.FORKS.ensure_binary(rec.root)
@@ -298,9 +304,10 @@ def kill(root: str | None, ref: str, signal: str | int = "KILL") -> None:
                 sv.touch(fresh.path("stopped"))
         sv.send(fd, sig)
         if sig == SIGKILL:
-            if rec.paused():
+            plan = sv.cgroup_plan(rec)
+            if plan is not None and rec.paused():
                 with sv.suppress(UserError, OSError):
-                    cgroups.thaw(rec.id)
+                    cgroups.thaw(plan)
             sv.wait_fd(fd, KILL_WAIT)
     finally:
         os.close(fd)
@@ -330,8 +337,10 @@ def restart(
 def _destroy(rec: Record) -> None:
     """Remove what is left of a stopped container: its cgroup, name and
     directory (first renamed aside, so it disappears at once)."""
-    with sv.suppress(UserError):
-        cgroups.remove(rec.id, sv.cgroup_dirs(rec))
+    plan = sv.cgroup_plan(rec)
+    if plan is not None:
+        with sv.suppress(UserError):
+            cgroups.remove(plan)
     records.release_name(rec.root, rec.name, rec.id)
     aside = os.path.join(records.containers_dir(rec.root), f".rm-{rec.id}")
     try:
@@ -455,27 +464,29 @@ def rename(root: str | None, ref: str, new_name: str) -> None:
         records.release_name(fresh.root, old, fresh.id)
 
 
-def _freezable(rec: Record) -> None:
+def _freezable(rec: Record) -> cgroups.CgroupPlan:
     st = rec.state()
     if not st["Running"]:
         raise _err(f"Container {rec.id} is not running")
     if st["Restarting"]:
         raise _err(f"Container {rec.id} is restarting, wait until the container is running")
-    if not any(os.path.isdir(d) for d in sv.cgroup_dirs(rec)):
+    plan = sv.cgroup_plan(rec)
+    if plan is None or not cgroups.exists(plan):
         raise _err(
             f"Container {rec.id} has no cgroup to freeze "
-            "(a foreground --rm container cannot be paused)"
+            "(a foreground --rm container without limits cannot be paused)"
         )
+    return plan
 
 
 def pause(root: str | None, ref: str) -> None:
     """Freeze every process of the container (``docker pause``)."""
     rec = records.resolve(resolve_root(root), ref)
     with sv.locked(rec) as fresh:
-        _freezable(fresh)
+        plan = _freezable(fresh)
         if fresh.paused():
             raise _err(f"Container {fresh.id} is already paused")
-        cgroups.freeze(fresh.id)
+        cgroups.freeze(plan)
 
 
 def unpause(root: str | None, ref: str) -> None:
@@ -484,4 +495,52 @@ def unpause(root: str | None, ref: str) -> None:
     with sv.locked(rec) as fresh:
         if not fresh.paused():
             raise _err(f"Container {fresh.id} is not paused")
-        cgroups.thaw(fresh.id)
+        plan = sv.cgroup_plan(fresh)
+        if plan is not None:
+            cgroups.thaw(plan)
+
+
+# --------------------------------------------------------------------------- update
+
+
+def _merge_resources(old: object, new: Mapping[str, Any]) -> dict[str, Any]:
+    """``linux.resources`` with each section of ``new`` laid over the old one."""
+    merged: dict[str, Any] = dict(old) if isinstance(old, dict) else {}
+    for key, value in new.items():
+        prev = merged.get(key)
+        if isinstance(prev, dict) and isinstance(value, dict):
+            merged[key] = {**prev, **value}
+        else:
+            merged[key] = value
+    return merged
+
+
+def update_resources(rec: Record, limits: Limits) -> None:
+    """``docker update``: write ``limits.oci`` into the container's cgroup
+    when it runs (the kernel may refuse: a memory limit below what is in use),
+    then record the new limits in config.json's ``linux.resources`` (so the
+    next start has them) and container.json's ``HostConfig``."""
+    import json
+
+    with sv.locked(rec) as fresh:
+        st = fresh.state()
+        plan = sv.cgroup_plan(fresh)
+        if st["Running"]:
+            if plan is None or not cgroups.exists(plan):
+                raise _err(
+                    f"Cannot update container {fresh.id}: it has no cgroup "
+                    "(a foreground --rm container started without limits)"
+                )
+            if limits.oci:
+                cgroups.update(plan, json.dumps(limits.oci))
+        try:
+            with open(fresh.path("config.json"), "rb") as f:
+                spec = json.loads(f.read())
+            linux = spec.setdefault("linux", {})
+            linux["resources"] = _merge_resources(linux.get("resources"), limits.oci)
+            doc = dict(fresh.container)
+            doc["HostConfig"] = {**(doc.get("HostConfig") or {}), **limits.host_config}
+            statefiles.write_json(fresh.path("config.json"), spec)
+            statefiles.write_json(fresh.path("container.json"), doc)
+        except (OSError, ValueError) as err:
+            raise _err(f"cannot record the new limits of container {fresh.id}: {err}") from None

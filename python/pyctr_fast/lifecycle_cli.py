@@ -371,9 +371,11 @@ Commands:
   rm          Remove one or more containers
   run         Create and run a new container
   start       Start one or more stopped containers
+  stats       Display a live stream of container(s) resource usage statistics
   stop        Stop one or more running containers
   top         Display the running processes of a container
   unpause     Unpause all processes within one or more containers
+  update      Update configuration of one or more containers
   wait        Block until one or more containers stop, then print their exit codes
   cp          Copy files/folders between a container and the local filesystem
 
@@ -390,6 +392,8 @@ _ELSEWHERE = {
     "top": ("views_cli", "top"),
     "cp": ("views_cli", "cp"),
     "exec": ("exec_cli", "exec"),
+    "stats": ("stats_cli", "stats"),
+    "update": ("update_cli", "update"),
 }
 
 

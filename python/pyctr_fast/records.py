@@ -183,12 +183,15 @@ class Record:
     def paused(self, cgroup_dirs: Sequence[str] | None = None) -> bool:
         """True while the container's freezer holds it.  ``cgroup_dirs``: its
         cgroup directories as launch.json records them (:func:`frozen_in`);
-        None: those planned for it (:func:`cgroups.plan`)."""
-        if cgroup_dirs is not None:
-            return frozen_in(cgroup_dirs)
-        from . import cgroups
-
-        return cgroups.is_frozen(self.id)
+        None: read them from launch.json."""
+        if cgroup_dirs is None:
+            try:
+                launch = read_json(self.path("launch.json"))
+            except (OSError, ValueError):
+                return False
+            dirs = launch.get("cgroup_dirs") if isinstance(launch, dict) else None
+            cgroup_dirs = [str(d) for d in dirs] if isinstance(dirs, list) else []
+        return frozen_in(cgroup_dirs)
 
     def state(self, cgroup_dirs: Sequence[str] | None = None) -> dict[str, Any]:
         """Docker's ``State`` object, corrected by what the kernel says
@@ -291,7 +294,7 @@ def claim_name(root: str, name: str, cid: str, *, short: bool = False) -> None:
     ``short``: link to the id's first :data:`SHORT_TARGET` digits."""
     if not valid_name(name):
         raise UserError(
-            f'Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed'
+            f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
         )
     d = names_dir(root)
     os.makedirs(d, mode=0o700, exist_ok=True)

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from .image_run import ImageRun
+    from .resources import Limits
 
 __all__ = [
     "ANNOTATION_NAME",
@@ -91,6 +92,7 @@ class RunOptions:
     __slots__ = (
         "cap_add",
         "cap_drop",
+        "cgroup_parent",
         "command",
         "detach",
         "entrypoint",
@@ -99,6 +101,7 @@ class RunOptions:
         "hostname",
         "image",
         "interactive",
+        "limits",
         "log_driver",
         "log_opts",
         "name",
@@ -150,6 +153,8 @@ class RunOptions:
         log_opts: Iterable[str] = (),
         stop_signal: str | None = None,
         stop_timeout: int | None = None,
+        limits: Limits | None = None,
+        cgroup_parent: str | None = None,
     ) -> None:
         self.rootfs = rootfs
         self.image = image
@@ -179,6 +184,18 @@ class RunOptions:
         self.log_opts = _strings(log_opts, "log_opts")
         self.stop_signal = stop_signal
         self.stop_timeout = stop_timeout
+        self.limits = limits
+        self.cgroup_parent = cgroup_parent
+
+    def wants_cgroup(self, supervised: bool) -> bool:
+        """Whether the container gets a cgroup of its own: always under a
+        supervisor (``run -d``, ``create``/``start``), and in the in-process
+        foreground path (``run --rm``, ``api.run``) only when limits or
+        ``--cgroup-parent`` are given (joining a cgroup v1 group waits out an
+        RCU grace period, milliseconds after an idle moment; docs/cgroups.md)."""
+        if supervised or self.cgroup_parent is not None:
+            return True
+        return self.limits is not None and not self.limits.empty()
 
     def _fields(self) -> tuple[object, ...]:
         return tuple(getattr(self, f) for f in self.__slots__)
@@ -191,6 +208,20 @@ class RunOptions:
     def __repr__(self) -> str:
         args = ", ".join(f"{f}={getattr(self, f)!r}" for f in self.__slots__)
         return f"RunOptions({args})"
+
+
+def cgroups_path(
+    cgroup_parent: str | None, container_id: str, environ: Mapping[str, str] | None = None
+) -> str:
+    """``linux.cgroupsPath``: ``/<parent>/<id>``, the parent being
+    ``--cgroup-parent`` (relative to each hierarchy's root, as Docker's
+    cgroupfs driver takes it) or the host default (:func:`cgroups.parent`)."""
+    from .cgroups import parent
+
+    par = parent(environ) if cgroup_parent is None else cgroup_parent.strip("/")
+    if ".." in par.split("/"):
+        raise UserError(f"invalid --cgroup-parent: {cgroup_parent!r}")
+    return f"/{par}/{container_id}" if par else f"/{container_id}"
 
 
 def new_container_id() -> str:
@@ -371,8 +402,10 @@ def build_spec(
     container_dir: str,
     environ: Mapping[str, str] | None = None,
     image: ImageRun | None = None,
+    supervised: bool = False,
 ) -> dict[str, Any]:
-    """Validate ``opts`` and build the OCI spec.
+    """Validate ``opts`` and build the OCI spec (``supervised``: for a
+    container run by a supervisor, which always has a cgroup).
 
     ``container_dir`` is where the engine's /etc files will be (they are bound
     from there); ``environ`` is where ``-e K`` looks K up (default: os.environ).
@@ -441,6 +474,10 @@ def build_spec(
     sysctl = _sysctls(network)
     if sysctl:
         linux["sysctl"] = sysctl
+    if opts.limits is not None and opts.limits.oci:
+        linux["resources"] = opts.limits.oci
+    if opts.wants_cgroup(supervised):
+        linux["cgroupsPath"] = cgroups_path(opts.cgroup_parent, container_id, environ)
 
     spec: dict[str, Any] = {
         "ociVersion": OCI_VERSION,

@@ -16,6 +16,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from .cgroups import CgroupPlan
     from .container import Prepared
     from .spec import RunOptions
 
@@ -181,6 +182,8 @@ def container_json(
             "CapAdd": list(opts.cap_add) or None,
             "CapDrop": list(opts.cap_drop) or None,
             "Tmpfs": _tmpfs_map(opts.tmpfs),
+            "CgroupParent": opts.cgroup_parent or "",
+            **(opts.limits.host_config if opts.limits is not None else {}),
         },
         "GraphDriver": graph,
     }
@@ -195,9 +198,7 @@ def launch_json(
     restart: tuple[str, int],
     log_max_size: int,
     log_max_files: int,
-    cgroup_dirs: list[str],
-    cgroup_procs: list[str],
-    oom_file: str | None,
+    cgroup: CgroupPlan | None,
 ) -> dict[str, Any]:
     """What the supervisor needs besides the spec (docs/lifecycle.md)."""
     return {
@@ -211,7 +212,19 @@ def launch_json(
         "log_max_files": log_max_files,
         "restart": {"name": restart[0], "max_retries": restart[1]},
         "auto_remove": opts.remove,
-        "cgroup_procs": cgroup_procs,
-        "cgroup_dirs": cgroup_dirs,
-        "oom_file": oom_file,
+        **cgroup_fields(cgroup),
+    }
+
+
+def cgroup_fields(plan: CgroupPlan | None) -> dict[str, Any]:
+    """launch.json's cgroup entries: the plan, and the three fields the
+    supervisor reads (the directories it removes, the ``cgroup.procs`` files
+    the container joins, the file that counts OOM kills)."""
+    if plan is None:
+        return {"cgroup": None, "cgroup_procs": [], "cgroup_dirs": [], "oom_file": None}
+    return {
+        "cgroup": plan.to_doc(),
+        "cgroup_procs": plan.procs,
+        "cgroup_dirs": plan.dirs,
+        "oom_file": plan.oom_file,
     }

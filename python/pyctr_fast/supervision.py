@@ -141,9 +141,16 @@ def launch_doc(rec: Record) -> dict[str, Any]:
         return {}
 
 
+def cgroup_plan(rec: Record, launch: dict[str, Any] | None = None) -> cgroups.CgroupPlan | None:
+    """The container's cgroup as launch.json records it (None: it has none).
+    ``launch``: launch.json's contents when the caller has read it already."""
+    doc = launch_doc(rec) if launch is None else launch
+    return cgroups.CgroupPlan.from_doc(doc.get("cgroup"))
+
+
 def cgroup_dirs(rec: Record) -> list[str]:
-    dirs = launch_doc(rec).get("cgroup_dirs")
-    return list(dirs) if isinstance(dirs, list) else cgroups.plan(rec.id).dirs
+    plan = cgroup_plan(rec)
+    return plan.dirs if plan is not None else []
 
 
 def pidfd(rec: Record) -> int | None:
@@ -242,9 +249,10 @@ def end_process(rec: Record, first: int, grace: float | None) -> None:
         return
     try:
         send(fd, first)
-        if rec.paused():
+        plan = cgroup_plan(rec)
+        if plan is not None and rec.paused(plan.dirs):
             with suppress(UserError, OSError):
-                cgroups.thaw(rec.id)
+                cgroups.thaw(plan)
         if first != SIGKILL and wait_fd(fd, grace):
             return
         send(fd, SIGKILL)

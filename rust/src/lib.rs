@@ -16,6 +16,7 @@ use pyctr_core::foreground;
 use pyctr_core::proto::Overlay;
 use pyctr_core::spawn::{Child, InitImage, Launch, Stdio};
 
+mod cgroups;
 mod supervised;
 
 create_exception!(pyctr_fast._native, ContainerError, PyException);
@@ -133,7 +134,8 @@ fn call_on_start(
 }
 
 #[pyfunction]
-#[pyo3(signature = (config, bundle, *, stdin=true, forward_signals=false, overlay=None, on_start=None))]
+#[pyo3(signature = (config, bundle, *, stdin=true, forward_signals=false, overlay=None, on_start=None, cgroup_procs=Vec::new()))]
+#[allow(clippy::too_many_arguments)]
 fn run(
     py: Python<'_>,
     config: &str,
@@ -142,6 +144,7 @@ fn run(
     forward_signals: bool,
     overlay: Option<&Bound<'_, PyDict>>,
     on_start: Option<Py<PyAny>>,
+    cgroup_procs: Vec<String>,
 ) -> PyResult<i32> {
     let overlay = overlay_from(overlay)?;
     let mut raised = None;
@@ -150,7 +153,7 @@ fn run(
         let (stdio, _devnull) = foreground_stdio(stdin);
         let opts = foreground::Options { forward_signals, relay_stdin: stdin };
         let mut hook = |pid| call_on_start(on_start.as_ref(), &mut raised, pid);
-        let launch = Launch { stdio, overlay, ..Launch::default() };
+        let launch = Launch { stdio, overlay, cgroup_procs, ..Launch::default() };
         foreground::run(init, config, Path::new(bundle), launch, opts, Some(&mut hook))
     });
     if let Some(err) = raised {
@@ -233,5 +236,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(read_file_in_root, m)?)?;
     m.add_function(wrap_pyfunction!(extract_layer, m)?)?;
     supervised::register(m)?;
+    cgroups::register(m)?;
     Ok(())
 }

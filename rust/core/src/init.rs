@@ -64,6 +64,7 @@ fn run(sock: BorrowedFd<'_>) -> Result<std::convert::Infallible> {
         return join(sock, &spec, process, &req, marks);
     }
     namespaces::join_by_path(&spec)?;
+    namespaces::unshare_late(&spec)?;
 
     let new_user = spec.namespace("user").is_some_and(|ns| ns.path.as_deref().is_none_or(str::is_empty));
     if spec.namespace("uts").is_some() {

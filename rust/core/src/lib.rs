@@ -8,6 +8,7 @@
 //! inside a container (CVE-2019-5736).
 
 pub mod caps;
+pub mod cgroups;
 pub mod errors;
 pub mod foreground;
 pub mod init;

@@ -22,7 +22,10 @@ pub fn flag_of(kind: &str) -> Result<CloneFlags> {
     })
 }
 
-/// Flags for the namespaces the spec asks to create (entries without a path).
+/// Flags for the namespaces the spec asks to create (entries without a
+/// path) at clone time: all but the cgroup namespace, which the init
+/// unshares itself ([`unshare_late`]) once the parent has placed it in the
+/// container's cgroup, so that the namespace is rooted there.
 pub fn clone_flags(spec: &Spec) -> Result<CloneFlags> {
     let mut flags = CloneFlags::empty();
     for ns in &spec.linux().namespaces {
@@ -30,7 +33,18 @@ pub fn clone_flags(spec: &Spec) -> Result<CloneFlags> {
             flags |= flag_of(&ns.kind)?;
         }
     }
-    Ok(flags)
+    Ok(flags - CloneFlags::CLONE_NEWCGROUP)
+}
+
+/// In the init, after the namespaces given by path are joined: create the
+/// cgroup namespace the spec asks for (see [`clone_flags`]).
+pub fn unshare_late(spec: &Spec) -> Result<()> {
+    let wanted = spec.namespace("cgroup").is_some_and(|ns| ns.path.as_deref().is_none_or(str::is_empty));
+    if wanted {
+        nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP)
+            .map_err(|e| Error::os("unshare cgroup namespace", e as i32))?;
+    }
+    Ok(())
 }
 
 /// The namespaces the spec gives by path, except pid (joined by the parent
