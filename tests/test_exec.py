@@ -327,11 +327,12 @@ def test_exec_into_a_missing_cgroup_fails_with_one_line_and_starts_nothing(
     assert not flag.exists()
 
 
-def test_exec_is_born_in_its_cgroup_v2_group_and_written_into_v1_ones(
+def test_exec_is_born_in_its_cgroup_v2_group_and_moves_itself_into_v1_ones(
     engine: Engine, ctr: Ctr, v2_group: Path, freezer_cgroup: Path
 ) -> None:
-    # cgroup v2: clone3(CLONE_INTO_CGROUP), no cgroup.procs write (which waits
-    # out an RCU grace period); v1 hierarchies are still written.
+    # cgroup v2: clone3(CLONE_INTO_CGROUP); v1: the child writes 0 to the
+    # group's tasks file.  No cgroup.procs write of a pid (which waits out an
+    # RCU grace period) either way.
     ctr.write_launch(
         cgroup_procs=[str(v2_group / "cgroup.procs"), str(freezer_cgroup / "cgroup.procs")]
     )
@@ -342,7 +343,9 @@ def test_exec_is_born_in_its_cgroup_v2_group_and_written_into_v1_ones(
     out = res.stdout
     assert any(line.startswith("0::/") and line.endswith("/ctr") for line in lines), out
     assert next(line for line in lines if ":freezer:" in line).endswith("/" + freezer_cgroup.name)
-    assert "engine: cgroups joined (v2 by clone3, 1 written)" in res.stderr, res.stderr
+    assert "engine: cgroups joined (v2 by clone3, 1 v1 by the child, 0 written)" in res.stderr, (
+        res.stderr
+    )
     assert (v2_group / "cgroup.procs").read_text() == ""
 
 

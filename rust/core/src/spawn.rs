@@ -78,11 +78,15 @@ pub struct Launch {
     pub stdio: Stdio,
     pub overlay: Option<Overlay>,
     pub console_size: Option<(u16, u16)>,
-    /// `cgroup.procs` files the child's pid is written to before the init
-    /// gets its request, so the program starts inside those cgroups.  A
-    /// cgroup v2 one is instead joined by `clone3(CLONE_INTO_CGROUP)`: the
-    /// child is born in it (no write, which on v1 and v2 alike waits out an
-    /// RCU grace period, 7-15 ms on an idle host).
+    /// The `cgroup.procs` files of the cgroups the child joins before the
+    /// init execs, so the program starts inside them.  A cgroup v2 one is
+    /// joined by `clone3(CLONE_INTO_CGROUP)`: the child is born in it.  In a
+    /// cgroup v1 hierarchy the child moves itself by writing `0` to the
+    /// group's `tasks` file before it executes the init: a single thread
+    /// moving itself skips the kernel's global threadgroup lock, whose
+    /// write side (any `cgroup.procs` write of a pid) waits out an RCU grace
+    /// period, 5-15 ms on an idle host.  Other files are written with the
+    /// child's pid by the parent before the init gets its request.
     pub cgroup_procs: Vec<String>,
     /// Join a running container (`exec`): every namespace of the spec is
     /// given by path, and the init sets up the process only (no rootfs).
@@ -270,6 +274,8 @@ pub fn spawn_spec(init: &InitImage, spec: &Spec, config: &str, bundle: &Path, la
         None => None,
     };
     let mut into_cgroup = cgroup2_dir(&launch.cgroup_procs);
+    let born_in = into_cgroup.as_ref().map(|(_, i)| *i);
+    let mut self_join = SelfJoin::prepare(&launch.cgroup_procs, born_in)?;
     // SAFETY: the child branch below only makes async-signal-safe syscalls
     // on memory prepared before the fork, then execs or exits.
     let fork = |cgroup: Option<RawFd>| unsafe { sys::clone3_fork(flags.bits() as u64, cgroup) };
@@ -294,6 +300,9 @@ pub fn spawn_spec(init: &InitImage, spec: &Spec, config: &str, bundle: &Path, la
                     // the container's processes.
                     libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
                 }
+                // Still the host's uid (even in a new user namespace, until
+                // the id maps are written): allowed to move itself.
+                self_join.join_in_child(sock);
                 if new_user {
                     child_become_root(sock, &mut userns_error);
                 }
@@ -305,10 +314,15 @@ pub fn spawn_spec(init: &InitImage, spec: &Spec, config: &str, bundle: &Path, la
     drop(child_sock);
     marks.mark("engine: clone3 returned");
     let joined = into_cgroup.map(|(_, i)| i);
-    let to_write: Vec<&str> =
-        launch.cgroup_procs.iter().enumerate().filter(|(i, _)| Some(*i) != joined).map(|(_, p)| p.as_str()).collect();
+    let to_write: Vec<&str> = launch
+        .cgroup_procs
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| Some(*i) != joined && !self_join.covers(*i))
+        .map(|(_, p)| p.as_str())
+        .collect();
     let mut child = Child { pid, pidfd, master: None, exit: None };
-    let cgroups = Cgroups { write: &to_write, born_in: joined.is_some() };
+    let cgroups = Cgroups { write: &to_write, born_in: joined.is_some(), moved_itself: self_join.len() };
     match handshake(&mut child, parent_sock.as_fd(), &request, spec, new_user, cgroups, &mut marks) {
         Ok(init_marks) => {
             marks.marks.extend(init_marks);
@@ -381,11 +395,63 @@ unsafe fn fail_child(sock: RawFd, record: &mut [u8]) -> ! {
     libc::_exit(crate::init::FAILED)
 }
 
-/// The child's cgroups: the `cgroup.procs` files still to write, and whether
-/// it was born in one (`CLONE_INTO_CGROUP`).
+/// The child's cgroups: the `cgroup.procs` files still to write, whether it
+/// was born in one (`CLONE_INTO_CGROUP`) and how many it moved itself into.
 struct Cgroups<'a> {
     write: &'a [&'a str],
     born_in: bool,
+    moved_itself: usize,
+}
+
+/// The cgroup v1 groups the child moves itself into (see
+/// [`Launch::cgroup_procs`]): their `tasks` files and, for each, the error
+/// record sent if the write fails, all prepared before fork.
+struct SelfJoin {
+    entries: Vec<(usize, CString, Vec<u8>)>,
+}
+
+impl SelfJoin {
+    /// Every `cgroup.procs` but the one joined by clone3 whose directory is
+    /// in a cgroup v1 hierarchy (it has a `tasks` file).
+    fn prepare(cgroup_procs: &[String], born_in: Option<usize>) -> Result<SelfJoin> {
+        let mut entries = Vec::new();
+        for (i, procs) in cgroup_procs.iter().enumerate() {
+            if Some(i) == born_in {
+                continue;
+            }
+            let Some(dir) = procs.strip_suffix("/cgroup.procs") else { continue };
+            let tasks = format!("{dir}/tasks");
+            if !Path::new(&tasks).exists() {
+                continue; // cgroup v2 (no tasks file), or gone: the parent's write reports it
+            }
+            let record = proto::encode_error(&Error::os("join cgroup", 0).with_path(&tasks));
+            let tasks = CString::new(tasks).map_err(|_| Error::os("join cgroup", libc::EINVAL).with_path(procs))?;
+            entries.push((i, tasks, record));
+        }
+        Ok(SelfJoin { entries })
+    }
+
+    fn covers(&self, index: usize) -> bool {
+        self.entries.iter().any(|(i, _, _)| *i == index)
+    }
+
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// In the forked child: write `0` (this thread) to each `tasks` file.
+    ///
+    /// # Safety
+    /// Async-signal-safe calls only, on memory prepared before fork.
+    unsafe fn join_in_child(&mut self, sock: RawFd) {
+        for (_, tasks, record) in &mut self.entries {
+            let fd = libc::open(tasks.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+            if fd < 0 || libc::write(fd, c"0".as_ptr().cast(), 1) != 1 {
+                fail_child(sock, record);
+            }
+            libc::close(fd);
+        }
+    }
 }
 
 /// Returns the init's trace marks, if it sent any.
@@ -406,9 +472,10 @@ fn handshake(
     for procs in cgroups.write {
         sys::write_file(procs, pid.as_bytes()).map_err(|e| Error::os("join cgroup", e).with_path(*procs))?;
     }
-    if marks.enabled && (cgroups.born_in || !cgroups.write.is_empty()) {
+    if marks.enabled && (cgroups.born_in || cgroups.moved_itself > 0 || !cgroups.write.is_empty()) {
         let how = if cgroups.born_in { "v2 by clone3, " } else { "" };
-        marks.mark(&format!("engine: cgroups joined ({how}{} written)", cgroups.write.len()));
+        let moved = cgroups.moved_itself;
+        marks.mark(&format!("engine: cgroups joined ({how}{moved} v1 by the child, {} written)", cgroups.write.len()));
     }
     proto::send_record(sock, request)?;
     let mut exec_reached = false;
