@@ -14,6 +14,7 @@ the merged ``HostConfig``.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -212,10 +213,16 @@ class Recorder:
         self.calls: list[tuple[str, Limits]] = []
         self.fail: dict[str, str] = {}
 
-    def __call__(self, rec: Record, limits: Limits) -> None:
+    def __call__(self, rec: Record, limits_for: Limits | Callable[..., Limits]) -> Limits:
+        limits = (
+            limits_for(rec.container.get("HostConfig") or {})
+            if callable(limits_for)
+            else limits_for
+        )
         if rec.id in self.fail:
             raise UserError(self.fail[rec.id], 1)
         self.calls.append((rec.id, limits))
+        return limits
 
 
 @pytest.fixture

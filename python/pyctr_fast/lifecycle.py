@@ -40,7 +40,7 @@ from .supervision import SUPERVISOR_GRACE, stop_signal
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
     from typing import Any
 
     from ._native import Supervised
@@ -515,14 +515,22 @@ def _merge_resources(old: object, new: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def update_resources(rec: Record, limits: Limits) -> None:
-    """``docker update``: write ``limits.oci`` into the container's cgroup
+def update_resources(
+    rec: Record, limits_for: Limits | Callable[[Mapping[str, Any]], Limits]
+) -> Limits:
+    """``docker update``: write the new limits into the container's cgroup
     when it runs (the kernel may refuse: a memory limit below what is in use),
-    then record the new limits in config.json's ``linux.resources`` (so the
-    next start has them) and container.json's ``HostConfig``."""
+    then record them in config.json's ``linux.resources`` (so the next start
+    has them) and container.json's ``HostConfig``.  ``limits_for`` computes
+    them from the current ``HostConfig``, read under the container's lock (so
+    two concurrent updates merge one after the other); returns them."""
     import json
 
     with sv.locked(rec) as fresh:
+        if callable(limits_for):
+            limits = limits_for(fresh.container.get("HostConfig") or {})
+        else:
+            limits = limits_for
         st = fresh.state()
         plan = sv.cgroup_plan(fresh)
         if st["Running"]:
@@ -544,3 +552,4 @@ def update_resources(rec: Record, limits: Limits) -> None:
             statefiles.write_json(fresh.path("container.json"), doc)
         except (OSError, ValueError) as err:
             raise _err(f"cannot record the new limits of container {fresh.id}: {err}") from None
+    return limits

@@ -24,7 +24,10 @@ from .resources_flags import UPDATE_FLAGS
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Mapping, Sequence
+    from typing import Any
+
+    from .resources import Limits
 
 __all__ = ["COMMANDS", "TABLE", "update_cli"]
 
@@ -74,12 +77,14 @@ def update_cli(args: Sequence[str], root: str | None) -> int:
 
     def update_one(ref: str) -> None:
         rec = records.resolve(state_root, ref)
-        try:
-            limits = update_limits(rec.container.get("HostConfig") or {}, parsed, host)
-        except UpdateConflict as err:
-            raise UserError(f"Cannot update container {rec.id}: {err.message}", 1) from None
-        warnings.extend(limits.warnings)
-        lifecycle.update_resources(rec, limits)
+
+        def limits_for(host_config: Mapping[str, Any]) -> Limits:
+            try:
+                return update_limits(host_config, parsed, host)
+            except UpdateConflict as err:
+                raise UserError(f"Cannot update container {rec.id}: {err.message}", 1) from None
+
+        warnings.extend(lifecycle.update_resources(rec, limits_for).warnings)
 
     status = _each(refs, update_one)
     if warnings:
