@@ -1,6 +1,11 @@
 //! Builds `pyctr-init` as a static binary and hands its path to the
 //! extension, which embeds it (`include_bytes!`) and runs it from a sealed
 //! memfd.  A nested cargo with its own target dir keeps the two builds apart.
+//!
+//! The same build makes `pyctr-fast-runtime`, the OCI runtime (the same core
+//! with the runtime's commands): it is copied to
+//! `python/pyctr_fast.data/scripts/`, which maturin installs into the
+//! environment's bin directory (git ignores the copy).
 
 use std::env;
 use std::path::PathBuf;
@@ -43,4 +48,21 @@ fn main() {
     assert!(status.success(), "building pyctr-init failed");
     let bin = target_dir.join(&target).join("init").join("pyctr-init");
     println!("cargo:rustc-env=PYCTR_INIT_PATH={}", bin.display());
+    let runtime = target_dir.join(&target).join("init").join("pyctr-fast-runtime");
+    install_runtime(&runtime, &manifest_dir.join("python/pyctr_fast.data/scripts/pyctr-fast-runtime"));
+}
+
+/// Copy the binary to `dest` (mode 0755) unless it is there already:
+/// through a temporary file and a rename, so a running copy is never
+/// rewritten in place.
+fn install_runtime(bin: &std::path::Path, dest: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let bytes = std::fs::read(bin).expect("read the built pyctr-fast-runtime");
+    if std::fs::read(dest).is_ok_and(|old| old == bytes) {
+        return;
+    }
+    let tmp = dest.with_extension("tmp");
+    std::fs::write(&tmp, &bytes).expect("write pyctr-fast-runtime");
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).expect("chmod pyctr-fast-runtime");
+    std::fs::rename(&tmp, dest).expect("install pyctr-fast-runtime");
 }

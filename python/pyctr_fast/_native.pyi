@@ -11,6 +11,7 @@ from typing import TypedDict
 __version__: str
 #: Capability names indexed by their kernel bit number.
 CAPABILITIES: tuple[str, ...]
+SECCOMP_ARCHITECTURES: tuple[str, ...]
 
 class ContainerError(Exception):
     """A container could not be set up or started.

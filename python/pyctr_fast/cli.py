@@ -68,6 +68,7 @@ RUN_FLAGS: tuple[Flag, ...] = (
     ),
     Flag("rm", BOOL, "Automatically remove the container when it exits"),
     Flag("rootfs", VALUE, "Root filesystem directory to run instead of an image", metavar="dir"),
+    Flag("security-opt", LIST, "Security options (seccomp=PROFILE|unconfined, no-new-privileges)"),
     Flag("stop-signal", VALUE, "Signal to stop the container"),
     Flag("stop-timeout", VALUE, "Timeout (in seconds) to stop a container", metavar="int"),
     Flag("tmpfs", LIST, "Mount a tmpfs directory"),
@@ -199,6 +200,7 @@ def options_from_run_args(args: Sequence[str]) -> tuple[RunOptions | None, Parse
         stop_timeout=stop_timeout,
         limits=limits,
         cgroup_parent=parsed.value("cgroup-parent") or None,
+        security_opt=parsed.values("security-opt"),
     )
     return opts, parsed
 

@@ -79,8 +79,11 @@ def loads(text: str | bytes) -> Any:
             obj, end = _scanner(s, len(s) - len(s.lstrip(_WHITESPACE)))
             if end == len(s) or not s[end:].strip(_WHITESPACE):
                 return obj
-        except (StopIteration, ValueError):
-            pass  # json.loads says what is wrong (or reads what this did not)
+        except (StopIteration, ValueError, SystemError):
+            # SystemError: the bare C scanner fails so on some bad input
+            # ("{not json"); json.loads says what is wrong (or reads what
+            # this did not).
+            pass
     import json
 
     return json.loads(text)

@@ -229,11 +229,16 @@ def build_exec_spec(
         from .spec import OCI_VERSION
 
         oci_version = OCI_VERSION
+    linux: dict[str, Any] = {"namespaces": namespaces}
+    seccomp = (config.get("linux") or {}).get("seccomp")
+    if seccomp:
+        # The container's filter binds its exec'd processes too (runc's exec).
+        linux["seccomp"] = seccomp
     return {
         "ociVersion": oci_version,
         "process": process,
         "root": config.get("root") or {"path": container_root},
-        "linux": {"namespaces": namespaces},
+        "linux": linux,
     }
 
 

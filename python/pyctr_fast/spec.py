@@ -113,6 +113,7 @@ class RunOptions:
         "remove",
         "restart",
         "rootfs",
+        "security_opt",
         "stop_signal",
         "stop_timeout",
         "tmpfs",
@@ -155,6 +156,7 @@ class RunOptions:
         stop_timeout: int | None = None,
         limits: Limits | None = None,
         cgroup_parent: str | None = None,
+        security_opt: Iterable[str] = (),
     ) -> None:
         self.rootfs = rootfs
         self.image = image
@@ -186,6 +188,7 @@ class RunOptions:
         self.stop_timeout = stop_timeout
         self.limits = limits
         self.cgroup_parent = cgroup_parent
+        self.security_opt = _strings(security_opt, "security_opt")
 
     def wants_cgroup(self, supervised: bool) -> bool:
         """Whether the container gets a cgroup of its own: always under a
@@ -438,6 +441,13 @@ def build_spec(
     capabilities = caps.resolve_capabilities(
         opts.cap_add, opts.cap_drop, privileged=opts.privileged
     )
+    seccomp, no_new_privileges = None, False
+    if opts.security_opt:
+        from .seccomp_profile import security_spec
+
+        seccomp, no_new_privileges = security_spec(
+            opts.security_opt, capabilities=capabilities, privileged=opts.privileged
+        )
     user_mounts = [mounts.parse_volume(v) for v in opts.volumes]
     user_mounts += [mounts.parse_tmpfs(t) for t in opts.tmpfs]
     all_mounts = mounts.assemble_mounts(
@@ -476,6 +486,8 @@ def build_spec(
         linux["sysctl"] = sysctl
     if opts.limits is not None and opts.limits.oci:
         linux["resources"] = opts.limits.oci
+    if seccomp is not None:
+        linux["seccomp"] = seccomp
     if opts.wants_cgroup(supervised):
         linux["cgroupsPath"] = cgroups_path(opts.cgroup_parent, container_id, environ)
 
@@ -498,7 +510,7 @@ def build_spec(
                 "permitted": list(capabilities),
                 "ambient": [],
             },
-            "noNewPrivileges": False,
+            "noNewPrivileges": no_new_privileges,
         },
         "root": {"path": rootfs, "readonly": opts.read_only},
         "hostname": hostname,

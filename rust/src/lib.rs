@@ -229,6 +229,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("ContainerError", m.py().get_type::<ContainerError>())?;
     m.add("CAPABILITIES", pyo3::types::PyTuple::new(m.py(), pyctr_core::caps::NAMES)?)?;
+    m.add("SECCOMP_ARCHITECTURES", pyo3::types::PyTuple::new(m.py(), pyctr_core::seccomp::ARCHITECTURES)?)?;
     m.add_class::<Process>()?;
     m.add_function(wrap_pyfunction!(spawn, m)?)?;
     m.add_function(wrap_pyfunction!(run, m)?)?;

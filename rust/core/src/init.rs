@@ -28,6 +28,8 @@ pub fn main(args: &[String]) -> i32 {
     reset_signals();
     // SAFETY: the parent passed this socket to us and nothing else owns it.
     let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    // Never inherited by the program, whatever `--preserve-fds` keeps open.
+    let _ = nix::fcntl::fcntl(&sock, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC));
     match run(sock.as_fd()) {
         Ok(never) => match never {},
         Err(e) => {
@@ -53,14 +55,20 @@ fn reset_signals() {
 }
 
 fn run(sock: BorrowedFd<'_>) -> Result<std::convert::Infallible> {
-    let (rec, _) = proto::recv_record(sock)?.ok_or_else(|| Error::msg("init", "parent went away"))?;
+    let (rec, fd) = proto::recv_record(sock)?.ok_or_else(|| Error::msg("init", "parent went away"))?;
     let req: Request =
         serde_json::from_slice(&rec).map_err(|e| Error::msg("init", format!("bad request from parent: {e}")))?;
     let mut marks = Marks::new(req.trace);
     marks.mark("init: request received");
     let spec = Spec::from_json(&req.config)?;
-    let process = spec.validate_for_run()?;
+    let (process, fifo) = if req.exec_fifo {
+        let fifo = fd.ok_or_else(|| Error::msg("init", "no exec fifo sent with the request"))?;
+        (spec.validate_for_create()?, Some(ExecFifo::prepare(fifo)?))
+    } else {
+        (Some(spec.validate_for_run()?), None)
+    };
     if req.join {
+        let process = process.ok_or_else(|| Error::msg("spec", "no process to run"))?;
         return join(sock, &spec, process, &req, marks);
     }
     namespaces::join_by_path(&spec)?;
@@ -88,6 +96,14 @@ fn run(sock: BorrowedFd<'_>) -> Result<std::convert::Infallible> {
     let root = rootfs::enter(&spec, &req.rootfs, req.overlay.as_ref())?;
     marks.mark("init: rootfs in place (overlay or bind)");
     rootfs::populate(root.as_fd(), &spec, Path::new(&req.bundle), !new_user, &mut marks)?;
+    let Some(process) = process else {
+        // `create` of a config without `process`: everything is set up;
+        // `start` releases us and then learns there is nothing to run.
+        rootfs::pivot(root, &spec)?;
+        let Some(fifo) = fifo else { return Err(Error::msg("spec", "no process to run")) };
+        let started = fifo.wait_for_start(sock, &marks)?;
+        started.fail(&Error::msg("start", "config.json has no process to run"));
+    };
     if !process.cwd.is_empty() {
         // Docker creates a missing working directory.
         crate::sys::create_in_root(root.as_fd(), &process.cwd, crate::sys::Kind::Dir)?;
@@ -95,7 +111,75 @@ fn run(sock: BorrowedFd<'_>) -> Result<std::convert::Infallible> {
     set_oom_score_adj(process)?;
     rootfs::pivot(root, &spec)?;
     marks.mark("init: pivot_root");
-    start_program(sock, process, &req, marks)
+    start_program(sock, process, &req, marks, fifo)
+}
+
+/// `exec.fifo` of `pyctr-fast-runtime create` (see [`Request::exec_fifo`]):
+/// the `O_PATH` descriptor the parent sent, and the host's `/proc/self/fd`
+/// opened before any namespace or root change, through which it is reopened
+/// for writing once everything is set up (the container needs no /proc).
+struct ExecFifo {
+    fifo: OwnedFd,
+    fd_dir: OwnedFd,
+}
+
+impl ExecFifo {
+    fn prepare(fifo: OwnedFd) -> Result<ExecFifo> {
+        let fd_dir = nix::fcntl::open(
+            "/proc/self/fd",
+            nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(|e| Error::os("open exec fifo", e as i32).with_path("/proc/self/fd"))?;
+        Ok(ExecFifo { fifo, fd_dir })
+    }
+
+    /// Tell the parent the container is created, then block until `start`
+    /// opens the fifo; write the `0` byte that says "released".  The parent
+    /// is gone after `CREATED`: failures from here on go to the fifo.
+    fn wait_for_start(self, sock: BorrowedFd<'_>, marks: &Marks) -> Result<Started> {
+        let name = std::os::fd::AsRawFd::as_raw_fd(&self.fifo).to_string();
+        let mut record = vec![proto::CREATED];
+        if marks.enabled {
+            record.extend(serde_json::to_vec(&marks.marks).unwrap_or_default());
+        }
+        proto::send_record(sock, &record)?;
+        let fd = loop {
+            match nix::fcntl::openat(
+                &self.fd_dir,
+                name.as_str(),
+                nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            ) {
+                Ok(fd) => break fd,
+                Err(nix::errno::Errno::EINTR) => continue,
+                // Nobody can be told any more: `start` sees the init gone.
+                Err(_) => std::process::exit(FAILED),
+            }
+        };
+        drop(self);
+        let started = Started { fd };
+        if nix::unistd::write(&started.fd, &[0]).is_err() {
+            std::process::exit(FAILED);
+        }
+        Ok(started)
+    }
+}
+
+/// The fifo after `start` released the init: open for writing (close-on-exec,
+/// so `start` sees EOF when the program is exec'd).
+struct Started {
+    fd: OwnedFd,
+}
+
+impl Started {
+    /// Report `err` to `start` as one line and exit with Docker's status for
+    /// it (127: not found, 126: not executable, else 125).
+    fn fail(&self, err: &Error) -> ! {
+        let line = format!("{err}\n");
+        let _ = nix::unistd::write(&self.fd, line.as_bytes());
+        std::process::exit(crate::supervisor::exit_code_for(err))
+    }
 }
 
 /// `exec`: enter every namespace of a running container and start a process
@@ -124,7 +208,7 @@ fn join(
         // caller's forwarding).  With a terminal, setup_terminal does this.
         nix::unistd::setsid().map_err(|e| Error::os("setsid", e as i32))?;
     }
-    start_program(sock, process, req, marks)
+    start_program(sock, process, req, marks, None)
 }
 
 fn set_oom_score_adj(process: &crate::spec::Process) -> Result<()> {
@@ -142,6 +226,7 @@ fn start_program(
     process: &crate::spec::Process,
     req: &Request,
     mut marks: Marks,
+    fifo: Option<ExecFifo>,
 ) -> Result<std::convert::Infallible> {
     process::set_rlimits(&process.rlimits)?;
     if process.terminal {
@@ -149,9 +234,19 @@ fn start_program(
     }
     // SAFETY: umask only changes this process's file creation mask.
     unsafe { libc::umask(process.user.umask.unwrap_or(0o022) as libc::mode_t) };
+    crate::seccomp::prepare(&req.config, process.no_new_privileges)?;
     process::switch_user(process)?;
     process::enter_cwd(&process.cwd)?;
+    if let Some(fifo) = fifo {
+        // Created: the program is looked up and exec'd only after `start`.
+        marks.mark("init: process set up (rlimits, tty, user, caps, cwd)");
+        let started = fifo.wait_for_start(sock, &marks)?;
+        let path = process::lookup(&process.args[0], &process.env).unwrap_or_else(|e| started.fail(&e));
+        let marks = Marks::new(false);
+        started.fail(&process::exec(&path, &process.args, &process.env, None, req.preserve_fds, &marks));
+    }
     let path = process::lookup(&process.args[0], &process.env)?;
     marks.mark("init: process set up (rlimits, tty, user, caps, cwd, lookup)");
-    Err(process::exec(&path, &process.args, &process.env, std::os::fd::AsRawFd::as_raw_fd(&sock), &marks))
+    let sock = Some(std::os::fd::AsRawFd::as_raw_fd(&sock));
+    Err(process::exec(&path, &process.args, &process.env, sock, req.preserve_fds, &marks))
 }

@@ -20,6 +20,8 @@ pub mod overlay;
 pub mod process;
 pub mod proto;
 pub mod rootfs;
+pub mod runtime;
+pub mod seccomp;
 pub mod spawn;
 pub mod spec;
 pub mod supervisor;

@@ -203,23 +203,38 @@ pub fn lookup(name: &str, env: &[String]) -> Result<String> {
     })
 }
 
-/// Close every inherited descriptor at exec, then execve.  Returns only on
-/// failure.
-pub fn exec(path: &str, args: &[String], env: &[String], sock: RawFd, marks: &crate::trace::Marks) -> Error {
+/// Close every inherited descriptor at exec (but 3 .. 3+`keep_fds`), tell
+/// the parent over `sock` (if it still listens), then execve.  Returns only
+/// on failure.
+pub fn exec(
+    path: &str,
+    args: &[String],
+    env: &[String],
+    sock: Option<RawFd>,
+    keep_fds: u32,
+    marks: &crate::trace::Marks,
+) -> Error {
     let to_c = |v: &[String]| v.iter().map(|s| CString::new(s.as_bytes())).collect::<std::result::Result<Vec<_>, _>>();
     let (Ok(cpath), Ok(cargs), Ok(cenv)) = (CString::new(path), to_c(args), to_c(env)) else {
         return Error::msg("execve", "argument or environment contains a NUL byte").with_path(path);
     };
-    if let Err(e) = crate::sys::cloexec_from(3) {
+    if let Err(e) = crate::sys::cloexec_from(3 + keep_fds) {
         return Error::os("close inherited descriptors", e);
     }
-    // SAFETY: `sock` is our own descriptor, owned by the init until exec.
-    let sockfd = unsafe { BorrowedFd::borrow_raw(sock) };
-    let mut record = vec![proto::EXEC];
-    if marks.enabled {
-        record.extend(serde_json::to_vec(&marks.marks).unwrap_or_default());
+    if let Some(sock) = sock {
+        // SAFETY: `sock` is our own descriptor, owned by the init until exec.
+        let sockfd = unsafe { BorrowedFd::borrow_raw(sock) };
+        let mut record = vec![proto::EXEC];
+        if marks.enabled {
+            record.extend(serde_json::to_vec(&marks.marks).unwrap_or_default());
+        }
+        if let Err(e) = proto::send_record(sockfd.as_fd(), &record) {
+            return e;
+        }
     }
-    if let Err(e) = proto::send_record(sockfd.as_fd(), &record) {
+    // With no_new_privs the filter goes in last, so the profile need not
+    // allow anything the init does before.
+    if let Err(e) = crate::seccomp::install_pending() {
         return e;
     }
     match nix::unistd::execve(&cpath, &cargs, &cenv) {

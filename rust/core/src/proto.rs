@@ -2,8 +2,12 @@
 //! `SOCK_SEQPACKET` socketpair, one record per packet.
 //!
 //! parent → child: `GO` once the id maps of a new user namespace are written
-//! (consumed before the init is exec'd), then the `Request` (JSON).  init → parent: `MASTER` (a pty master fd attached with
-//! SCM_RIGHTS), `EXEC` (everything is ready, execve comes next) or `ERROR`.
+//! (consumed before the init is exec'd), then the `Request` (JSON; with
+//! `exec_fifo`, an `O_PATH` descriptor of the fifo is attached to it).
+//! init → parent: `MASTER` (a pty master fd attached with SCM_RIGHTS), `EXEC`
+//! (everything is ready, execve comes next), `CREATED` (with `exec_fifo`:
+//! everything but the program lookup is done, the init now blocks on the
+//! fifo; the parent stops listening here) or `ERROR`.
 //! The socket is close-on-exec, so after `EXEC` the parent sees EOF when the
 //! user program starts, or an `ERROR` if execve failed.
 
@@ -19,6 +23,7 @@ pub const GO: u8 = b'G';
 pub const MASTER: u8 = b'M';
 pub const EXEC: u8 = b'X';
 pub const ERROR: u8 = b'E';
+pub const CREATED: u8 = b'C';
 
 /// An overlay rootfs, mounted by the init inside the container's mount
 /// namespace (so it goes away with the container).
@@ -55,6 +60,17 @@ pub struct Request {
     /// by path; set up the process only, leave the rootfs alone.
     #[serde(default)]
     pub join: bool,
+    /// `pyctr-fast-runtime create`: the request record carries an `O_PATH`
+    /// descriptor of `exec.fifo`.  The init sends `CREATED` once everything
+    /// but the program lookup is done, then opens the fifo for writing
+    /// (blocking until `start` opens it for reading), writes one `0` byte and
+    /// goes on; a failure after that is written to the fifo as one line.
+    #[serde(default)]
+    pub exec_fifo: bool,
+    /// Descriptors 3 .. 3+N stay open into the program (`--preserve-fds`,
+    /// `LISTEN_FDS`).
+    #[serde(default)]
+    pub preserve_fds: u32,
 }
 
 /// Encode an error record: tag, errno (le i32), then step, path, detail as
@@ -104,8 +120,13 @@ pub fn send_record(sock: BorrowedFd<'_>, rec: &[u8]) -> Result<()> {
 }
 
 pub fn send_fd(sock: BorrowedFd<'_>, tag: u8, fd: RawFd) -> Result<()> {
+    send_record_with_fd(sock, std::slice::from_ref(&tag), fd)
+}
+
+/// Send one record with descriptor `fd` attached (SCM_RIGHTS).
+pub fn send_record_with_fd(sock: BorrowedFd<'_>, rec: &[u8], fd: RawFd) -> Result<()> {
     let fds = [fd];
-    let iov = [IoSlice::new(std::slice::from_ref(&tag))];
+    let iov = [IoSlice::new(rec)];
     sendmsg::<()>(sock.as_raw_fd(), &iov, &[ControlMessage::ScmRights(&fds)], MsgFlags::MSG_NOSIGNAL, None)
         .map_err(|e| Error::os("send fd to peer", e as i32))?;
     Ok(())

@@ -91,11 +91,25 @@ pub struct Launch {
     /// Join a running container (`exec`): every namespace of the spec is
     /// given by path, and the init sets up the process only (no rootfs).
     pub join: bool,
+    /// `pyctr-fast-runtime create`: the init stops before the program lookup
+    /// and waits on this fifo (see [`proto::Request::exec_fifo`]);
+    /// [`spawn_spec`] returns once it is waiting.  `process` may be absent.
+    pub exec_fifo: Option<PathBuf>,
+    /// Descriptors 3 .. 3+N are passed on to the program.
+    pub preserve_fds: u32,
 }
 
 impl Default for Launch {
     fn default() -> Self {
-        Launch { stdio: Stdio::Inherit, overlay: None, console_size: None, cgroup_procs: Vec::new(), join: false }
+        Launch {
+            stdio: Stdio::Inherit,
+            overlay: None,
+            console_size: None,
+            cgroup_procs: Vec::new(),
+            join: false,
+            exec_fifo: None,
+            preserve_fds: 0,
+        }
     }
 }
 
@@ -214,8 +228,9 @@ fn cgroup2_dir(cgroup_procs: &[String]) -> Option<(OwnedFd, usize)> {
 
 /// Start the container described by `config` (config.json text).
 ///
-/// Returns once the user program is being exec'd.  On any error the child
-/// is killed and reaped: all of its mounts and namespaces go with it.
+/// Returns once the user program is being exec'd (with
+/// [`Launch::exec_fifo`]: once the init waits on the fifo).  On any error the
+/// child is killed and reaped: all of its mounts and namespaces go with it.
 pub fn spawn(init: &InitImage, config: &str, bundle: &Path, launch: &Launch) -> Result<Child> {
     spawn_spec(init, &Spec::from_json(config)?, config, bundle, launch)
 }
@@ -224,7 +239,22 @@ pub fn spawn(init: &InitImage, config: &str, bundle: &Path, launch: &Launch) -> 
 pub fn spawn_spec(init: &InitImage, spec: &Spec, config: &str, bundle: &Path, launch: &Launch) -> Result<Child> {
     let mut marks = crate::trace::Marks::new(crate::trace::requested());
     marks.mark("engine: spawn");
-    spec.validate_for_run()?;
+    let fifo = match &launch.exec_fifo {
+        Some(path) => {
+            spec.validate_for_create()?;
+            let fd = nix::fcntl::open(
+                path.as_path(),
+                nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .map_err(|e| Error::os("open exec fifo", e as i32).with_path(path.to_string_lossy()))?;
+            Some(fd)
+        }
+        None => {
+            spec.validate_for_run()?;
+            None
+        }
+    };
     let rootfs = if launch.join {
         // exec: the container's root is already in place in its mount
         // namespace; nothing of the host's view of it is used.
@@ -251,6 +281,8 @@ pub fn spawn_spec(init: &InitImage, spec: &Spec, config: &str, bundle: &Path, la
         console_size: launch.console_size,
         trace: marks.enabled,
         join: launch.join,
+        exec_fifo: fifo.is_some(),
+        preserve_fds: launch.preserve_fds,
     })
     .map_err(|e| Error::msg("spawn", e.to_string()))?;
 
@@ -323,10 +355,15 @@ pub fn spawn_spec(init: &InitImage, spec: &Spec, config: &str, bundle: &Path, la
         .collect();
     let mut child = Child { pid, pidfd, master: None, exit: None };
     let cgroups = Cgroups { write: &to_write, born_in: joined.is_some(), moved_itself: self_join.len() };
-    match handshake(&mut child, parent_sock.as_fd(), &request, spec, new_user, cgroups, &mut marks) {
+    let request = Outgoing { record: &request, fifo: fifo.as_ref().map(|f| f.as_fd()) };
+    match handshake(&mut child, parent_sock.as_fd(), request, spec, new_user, cgroups, &mut marks) {
         Ok(init_marks) => {
             marks.marks.extend(init_marks);
-            marks.mark("engine: program exec'd (socket closed)");
+            marks.mark(if fifo.is_some() {
+                "engine: created (init waits on the fifo)"
+            } else {
+                "engine: program exec'd (socket closed)"
+            });
             marks.report();
             Ok(child)
         }
@@ -454,11 +491,17 @@ impl SelfJoin {
     }
 }
 
+/// The request record and the fifo descriptor attached to it.
+struct Outgoing<'a> {
+    record: &'a [u8],
+    fifo: Option<BorrowedFd<'a>>,
+}
+
 /// Returns the init's trace marks, if it sent any.
 fn handshake(
     child: &mut Child,
     sock: BorrowedFd<'_>,
-    request: &[u8],
+    request: Outgoing<'_>,
     spec: &Spec,
     new_user: bool,
     cgroups: Cgroups<'_>,
@@ -477,12 +520,18 @@ fn handshake(
         let moved = cgroups.moved_itself;
         marks.mark(&format!("engine: cgroups joined ({how}{moved} v1 by the child, {} written)", cgroups.write.len()));
     }
-    proto::send_record(sock, request)?;
+    match request.fifo {
+        Some(fifo) => proto::send_record_with_fd(sock, request.record, fifo.as_raw_fd())?,
+        None => proto::send_record(sock, request.record)?,
+    }
     let mut exec_reached = false;
     let mut marks = Vec::new();
     while let Some((rec, fd)) = proto::recv_record(sock)? {
         match rec.first() {
             Some(&proto::MASTER) => child.master = fd,
+            Some(&proto::CREATED) if request.fifo.is_some() => {
+                return Ok(serde_json::from_slice(&rec[1..]).unwrap_or_default());
+            }
             Some(&proto::EXEC) => {
                 exec_reached = true;
                 marks = serde_json::from_slice(&rec[1..]).unwrap_or_default();

@@ -148,18 +148,36 @@ impl Spec {
 
     /// Checks a runtime must make before creating anything.
     pub fn validate_for_run(&self) -> Result<&Process> {
-        let process = self.process.as_ref().ok_or_else(|| Error::msg("spec", "no process to run"))?;
-        if process.args.is_empty() {
-            return Err(Error::msg("spec", "process.args must not be empty"));
-        }
-        if !process.cwd.is_empty() && !process.cwd.starts_with('/') {
-            return Err(Error::msg("spec", "process.cwd must be an absolute path").with_path(&process.cwd));
+        let process = self.validate_for_create()?;
+        process.ok_or_else(|| Error::msg("spec", "no process to run"))
+    }
+
+    /// [`Spec::validate_for_run`] for `pyctr-fast-runtime create`, where
+    /// `process` may be absent (create succeeds, start then fails).
+    pub fn validate_for_create(&self) -> Result<Option<&Process>> {
+        if let Some(process) = &self.process {
+            Self::validate_process(process)?;
         }
         if self.root.as_ref().is_none_or(|r| r.path.is_empty()) {
             return Err(Error::msg("spec", "root.path is required"));
         }
         for ns in &self.linux().namespaces {
             crate::namespaces::flag_of(&ns.kind)?;
+        }
+        for m in &self.mounts {
+            if !m.destination.starts_with('/') {
+                return Err(Error::msg("spec", "mount destination must be absolute").with_path(&m.destination));
+            }
+        }
+        Ok(self.process.as_ref())
+    }
+
+    fn validate_process(process: &Process) -> Result<()> {
+        if process.args.is_empty() {
+            return Err(Error::msg("spec", "process.args must not be empty"));
+        }
+        if !process.cwd.is_empty() && !process.cwd.starts_with('/') {
+            return Err(Error::msg("spec", "process.cwd must be an absolute path").with_path(&process.cwd));
         }
         if let Some(caps) = &process.capabilities {
             for set in [&caps.bounding, &caps.effective, &caps.inheritable, &caps.permitted, &caps.ambient] {
@@ -168,12 +186,7 @@ impl Spec {
                 }
             }
         }
-        for m in &self.mounts {
-            if !m.destination.starts_with('/') {
-                return Err(Error::msg("spec", "mount destination must be absolute").with_path(&m.destination));
-            }
-        }
-        Ok(process)
+        Ok(())
     }
 }
 

@@ -261,11 +261,31 @@ pub unsafe fn execveat_fd(fd: RawFd, argv: *const *const libc::c_char, envp: *co
     std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
 }
 
-/// Mark every descriptor from `first` upwards close-on-exec.
+/// Mark every descriptor from `first` upwards close-on-exec: one
+/// close_range call, or, where that is refused (kernels before 5.11, or a
+/// seccomp profile that predates the call and is already installed because
+/// the process has no no_new_privs), one fcntl per descriptor listed in
+/// /proc/self/fd.
 pub fn cloexec_from(first: u32) -> std::result::Result<(), i32> {
     const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
     // SAFETY: close_range only changes descriptor flags of this process.
-    check(unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, CLOSE_RANGE_CLOEXEC) }).map(|_| ())
+    match check(unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, CLOSE_RANGE_CLOEXEC) }) {
+        Ok(_) => Ok(()),
+        Err(libc::ENOSYS | libc::EPERM | libc::EINVAL) => cloexec_listed(first),
+        Err(e) => Err(e),
+    }
+}
+
+fn cloexec_listed(first: u32) -> std::result::Result<(), i32> {
+    let dir = std::fs::read_dir("/proc/self/fd").map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
+    for fd in dir.flatten().filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<RawFd>().ok())) {
+        if fd >= first as RawFd {
+            // SAFETY: F_SETFD changes one descriptor flag; a descriptor that
+            // is gone (the directory's own) gives EBADF, which is ignored.
+            unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+        }
+    }
+    Ok(())
 }
 
 #[repr(C)]

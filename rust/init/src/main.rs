@@ -1,7 +1,8 @@
 //! `pyctr-init`: the static container init embedded in the extension (see
 //! `pyctr_core::init`).  The same binary, run from a file with argv[0]
 //! `pyctr-supervise`, is the per-container supervisor (see
-//! `pyctr_core::supervisor`).
+//! `pyctr_core::supervisor`).  The OCI runtime is its own binary
+//! (`runtime.rs`), so an idle supervisor maps none of the runtime's code.
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();

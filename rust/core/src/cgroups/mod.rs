@@ -12,6 +12,7 @@
 //! instead, behind the same four operations.
 
 pub mod fs;
+pub mod layout;
 pub mod resources;
 pub mod v1;
 pub mod v2;
@@ -20,7 +21,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::errors::{Error, Result};
 pub use resources::Resources;
@@ -31,7 +32,7 @@ pub const FREEZE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const REMOVE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Where a container's group is (launch.json `cgroup`, docs/lifecycle.md).
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 pub struct Plan {
     /// 1 or 2.
     pub version: u8,
