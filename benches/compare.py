@@ -544,7 +544,10 @@ def main(argv: list[str] | None = None) -> int:
     print(report)
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(report)
+        # Keep the section `python -m benches.runtime` wrote into the same file.
+        from benches.runtime import keep_section
+
+        Path(out).write_text(keep_section(Path(out), report))
         print(f"written to {out}", file=sys.stderr)
 
     ours = [c for c in cands if c.name.startswith("`pyctr")]

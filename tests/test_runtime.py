@@ -323,6 +323,45 @@ def test_run_foreground_returns_the_status_and_deletes(rt: Runtime, rootfs: Path
     assert not (rt.root / "r1").exists()
 
 
+def test_seccomp_from_the_config_applies_even_when_it_forbids_close_range(
+    rt: Runtime, rootfs: Path
+) -> None:
+    """Without no_new_privs the init holds CAP_SYS_ADMIN until the filter is in,
+    right before execve, then drops it: a profile that forbids close_range (or
+    getcwd, as the OCI suite's) does not break the init's own steps."""
+
+    def edit(config: dict[str, Any]) -> None:
+        config["process"]["noNewPrivileges"] = False
+        config["linux"]["seccomp"] = {
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86_64"],
+            "syscalls": [
+                {
+                    "names": ["close_range", "getcwd", "mkdir", "mkdirat"],
+                    "action": "SCMP_ACT_ERRNO",
+                    "errnoRet": 1,
+                }
+            ],
+        }
+
+    script = "mkdir /tmp/x; echo rc=$?; grep -E '^Cap(Eff|Prm)' /proc/self/status"
+    bundle = rt.bundle("sc1", rootfs, ["sh", "-c", script], edit=edit)
+    res = rt("run", "--bundle", str(bundle), "sc1")
+    assert res.returncode == 0, res.stderr
+    # CAP_SYS_ADMIN, held to install the filter, is gone: KILL, NET_BIND_SERVICE
+    # and AUDIT_WRITE only.
+    assert res.stdout.split() == [
+        "rc=1",
+        "CapPrm:",
+        "0000000020000420",
+        "CapEff:",
+        "0000000020000420",
+    ]
+    assert "Operation not permitted" in res.stderr
+    feats = json.loads(rt("features", check=True).stdout)["linux"]["seccomp"]
+    assert feats["enabled"] is True and "SCMP_ACT_ERRNO" in feats["actions"]
+
+
 def test_preserve_fds_passes_descriptors_into_the_container(rt: Runtime, rootfs: Path) -> None:
     bundle = rt.bundle("f1", rootfs, ["sh", "-c", "echo through-fd3 >&3"])
     r, w = os.pipe()
@@ -355,26 +394,170 @@ def test_hooks_run_with_the_state_on_stdin(rt: Runtime, rootfs: Path) -> None:
 
     bundle = rt.bundle("h1", rootfs, ["sleep", "100"], edit=edit)
     rt.create("h1", bundle, check=True)
+    pid = rt.state("h1")["pid"]
     for k in ("prestart", "createRuntime"):
         st = json.loads((out / k).read_text())
-        assert st["status"] == "created" and st["id"] == "h1" and st["pid"] > 0
+        # as crun and the OCI suite's hooks_stdin: `created` for create-time hooks
+        assert st["status"] == "created" and st["id"] == "h1" and st["pid"] == pid
     rt("start", "h1", check=True)
-    assert json.loads((out / "poststart").read_text())["status"] == "running"
+    st = json.loads((out / "poststart").read_text())
+    assert st["status"] == "running" and st["pid"] == pid
     rt("delete", "--force", "h1", check=True)
     assert json.loads((out / "poststop").read_text())["status"] == "stopped"
 
 
-def test_failing_prestart_hook_fails_create_and_leaves_nothing(
-    rt: Runtime, rootfs: Path, cgroup_parent: str
+def _script(path: Path, body: str) -> str:
+    path.write_text("#!/bin/sh\n" + body)
+    path.chmod(0o755)
+    return str(path)
+
+
+def _hook(path: str, **extra: Any) -> dict[str, Any]:
+    return {"path": path, "args": [Path(path).name], "env": ["PATH=/usr/bin:/bin"], **extra}
+
+
+def test_each_hook_runs_at_its_point_in_its_namespaces(rt: Runtime, rootfs: Path) -> None:
+    """prestart, createRuntime: the runtime's namespaces, the init not yet
+    pivoted; createContainer: the container's namespaces, still before
+    pivot_root (its path is a host file); startContainer: after start, in the
+    container's root (its path is a file of the rootfs); then poststart and,
+    at delete, poststop.  Every hook appends its name to one file."""
+    out = rt.workdir / "out"
+    out.mkdir()
+    marker = rt.workdir / "host-marker"
+    marker.touch()
+    order = f"echo $(basename $0) >> {out}/order\n"
+    runtime_side = (
+        "st=$(cat)\n"
+        f'echo "$st" > {out}/$(basename $0).json\n'
+        'pid=$(echo "$st" | sed -n \'s/.*"pid":\\([0-9]*\\).*/\\1/p\')\n'
+        f"readlink /proc/self/ns/mnt > {out}/$(basename $0).own-mnt\n"
+        f"readlink /proc/$pid/ns/mnt > {out}/$(basename $0).ctr-mnt\n"
+        f"test -e /proc/$pid/root{marker} && echo not-pivoted > {out}/$(basename $0).root\n" + order
+    )
+    hooks_dir = rt.workdir / "hook-scripts"
+    hooks_dir.mkdir()
+    host = {k: _script(hooks_dir / k, runtime_side) for k in ("prestart", "createRuntime")}
+    host["createContainer"] = _script(
+        hooks_dir / "createContainer",
+        f"cat > {out}/createContainer.json\n"
+        f"readlink /proc/self/ns/mnt > {out}/createContainer.mnt\n"
+        f"readlink /proc/self/ns/pid > {out}/createContainer.pid-ns\n"
+        f"cat /proc/sys/kernel/hostname > {out}/createContainer.hostname\n"
+        f"test -e {marker} && echo host-root > {out}/createContainer.root\n" + order,
+    )
+    for k in ("poststart", "poststop"):
+        host[k] = _script(hooks_dir / k, order)
+    # Only in the container: /hooks/startContainer writes through the /out bind.
+    (rootfs / "hooks").mkdir()
+    _script(
+        rootfs / "hooks" / "startContainer",
+        "cat > /out/startContainer.json\n"
+        "readlink /proc/self/ns/mnt > /out/startContainer.mnt\n"
+        f"test -e {marker} || echo container-root > /out/startContainer.root\n"
+        "echo startContainer >> /out/order\n",
+    )
+    assert not Path("/hooks/startContainer").exists()
+
+    def edit(c: dict[str, Any]) -> None:
+        c["hooks"] = {k: [_hook(p)] for k, p in host.items()}
+        c["hooks"]["startContainer"] = [_hook("/hooks/startContainer")]
+        c["mounts"].append(
+            {"destination": "/out", "type": "bind", "source": str(out), "options": ["rbind"]}
+        )
+
+    args = ["sh", "-c", "echo program >> /out/order; exec sleep 100"]
+    bundle = rt.bundle("hk", rootfs, args, edit=edit)
+    rt.create("hk", bundle, check=True)
+    pid = rt.state("hk")["pid"]
+    lines = (out / "order").read_text().split()
+    assert lines == ["prestart", "createRuntime", "createContainer"]
+    ctr_mnt = os.readlink(f"/proc/{pid}/ns/mnt")
+    host_mnt = os.readlink("/proc/self/ns/mnt")
+    assert ctr_mnt != host_mnt
+    for k in ("prestart", "createRuntime"):
+        st = json.loads((out / f"{k}.json").read_text())
+        assert (st["status"], st["pid"], st["id"]) == ("created", pid, "hk")
+        assert (out / f"{k}.own-mnt").read_text().strip() == host_mnt
+        assert (out / f"{k}.ctr-mnt").read_text().strip() == ctr_mnt
+        # the init's root was still the host's: not pivoted yet
+        assert (out / f"{k}.root").read_text().strip() == "not-pivoted"
+    # ... and it is now (the check above can tell the difference)
+    assert not Path(f"/proc/{pid}/root{marker}").exists()
+    # hooks in the container's namespaces get the pid as the container sees it
+    st = json.loads((out / "createContainer.json").read_text())
+    assert (st["status"], st["pid"], st["id"]) == ("created", 1, "hk")
+    assert (out / "createContainer.mnt").read_text().strip() == ctr_mnt
+    assert (out / "createContainer.pid-ns").read_text().strip() == os.readlink(
+        f"/proc/{pid}/ns/pid"
+    )
+    assert (out / "createContainer.hostname").read_text().strip() == "rt"
+    assert (out / "createContainer.root").read_text().strip() == "host-root"
+    assert not (out / "startContainer.json").exists()
+
+    rt("start", "hk", check=True)
+    wait_for(lambda: "program" in (out / "order").read_text().split())
+    lines = (out / "order").read_text().split()
+    assert lines[:4] == ["prestart", "createRuntime", "createContainer", "startContainer"]
+    assert sorted(lines[4:]) == ["poststart", "program"]
+    st = json.loads((out / "startContainer.json").read_text())
+    assert (st["status"], st["pid"]) == ("created", 1)
+    assert (out / "startContainer.mnt").read_text().strip() == ctr_mnt
+    assert (out / "startContainer.root").read_text().strip() == "container-root"
+
+    rt("delete", "--force", "hk", check=True)
+    assert (out / "order").read_text().split()[-1] == "poststop"
+
+
+@pytest.mark.parametrize("kind", ["prestart", "createRuntime", "createContainer"])
+def test_failing_create_hook_fails_create_and_leaves_nothing(
+    rt: Runtime, rootfs: Path, cgroup_parent: str, kind: str
 ) -> None:
     def edit(c: dict[str, Any]) -> None:
         failing = {"path": "/bin/sh", "args": ["sh", "-c", "echo nope >&2; exit 4"]}
-        c["hooks"] = {"prestart": [failing]}
+        c["hooks"] = {kind: [failing], "poststart": [failing]}
 
     bundle = rt.bundle("h2", rootfs, edit=edit)
-    one_error_line(rt.create("h2", bundle), "prestart", "exit status 4", "nope")
+    one_error_line(rt.create("h2", bundle), f"{kind} hook #0", "exit status 4", "nope")
     assert not (rt.root / "h2").exists()
     assert not any(d.exists() for d in cgroup_dirs(f"{cgroup_parent}/h2"))
+    # (the leak guard checks that no process or mount is left)
+
+
+def test_a_hook_past_its_timeout_is_killed_and_fails_create(
+    rt: Runtime, rootfs: Path, cgroup_parent: str
+) -> None:
+    child = rt.workdir / "child.pid"
+    slow = {
+        "path": "/bin/sh",
+        "args": ["sh", "-c", f"sleep 60 & echo $! > {child}; wait"],
+        "timeout": 1,
+    }
+    bundle = rt.bundle("h3", rootfs, edit=lambda c: c.update(hooks={"createRuntime": [slow]}))
+    t0 = time.monotonic()
+    one_error_line(rt.create("h3", bundle), "createRuntime hook #0", "timed out after 1 s")
+    assert time.monotonic() - t0 < 10
+    wait_for(lambda: not _alive(int(child.read_text())))
+    assert not (rt.root / "h3").exists()
+    assert not any(d.exists() for d in cgroup_dirs(f"{cgroup_parent}/h3"))
+
+
+def test_failing_start_container_hook_fails_start_and_stops_the_container(
+    rt: Runtime, rootfs: Path
+) -> None:
+    failing = {"path": "/bin/sh", "args": ["sh", "-c", "echo nope >&2; exit 5"]}
+    bundle = rt.bundle(
+        "h4",
+        rootfs,
+        ["sh", "-c", "touch /started; exec sleep 100"],
+        edit=lambda c: c.update(hooks={"startContainer": [failing]}),
+    )
+    rt.create("h4", bundle, check=True)
+    one_error_line(rt("start", "h4"), "startContainer hook #0", "exit status 5", "nope")
+    rt.wait_status("h4", "stopped")
+    assert not (rootfs / "started").exists()
+    rt("delete", "h4", check=True)
+    assert not (rt.root / "h4").exists()
 
 
 def test_features_and_spec(rt: Runtime) -> None:
@@ -455,3 +638,123 @@ def test_console_socket_receives_the_pty_master(rt: Runtime, rootfs: Path, tmp_p
             proc.stdout.close()
         if proc.stderr:
             proc.stderr.close()
+
+
+def test_a_config_without_namespaces_shares_the_runtimes_and_mounts_nothing(
+    rt: Runtime, rootfs: Path
+) -> None:
+    """A namespace the config leaves out is inherited (runtime-spec); without a
+    mount namespace nothing is mounted in the host's tree: chroot only."""
+
+    def edit(config: dict[str, Any]) -> None:
+        config["linux"]["namespaces"] = []
+        del config["hostname"]
+
+    mounts_before = Path("/proc/self/mountinfo").read_text().count("\n")
+    bundle = rt.bundle("nons", rootfs, ["sleep", "100"], edit=edit)
+    rt.create("nons", bundle, check=True)
+    pid = rt.state("nons")["pid"]
+    for ns in ("mnt", "pid", "net", "ipc", "uts"):
+        assert os.readlink(f"/proc/{pid}/ns/{ns}") == os.readlink(f"/proc/self/ns/{ns}"), ns
+    assert os.readlink(f"/proc/{pid}/root") == str(rootfs)
+    assert Path("/proc/self/mountinfo").read_text().count("\n") == mounts_before
+    rt("delete", "--force", "nons", check=True)
+
+
+def test_shared_and_unbindable_rootfs_propagation_are_applied_after_the_pivot(
+    rt: Runtime, rootfs: Path
+) -> None:
+    """runc gets `shared` wrong; an unbindable tree applied before the rootfs
+    bind makes the bind fail (EINVAL)."""
+    for prop, seen in (
+        ("shared", "shared:"),
+        ("rshared", "shared:"),
+        ("unbindable", "unbindable"),
+        ("runbindable", "unbindable"),
+    ):
+        cid = f"prop-{prop}"
+        bundle = rt.bundle(
+            cid,
+            rootfs,
+            ["awk", '$5 == "/"', "/proc/self/mountinfo"],
+            edit=lambda c, p=prop: c["linux"].update(rootfsPropagation=p),
+        )
+        res = rt("run", "--bundle", str(bundle), cid)
+        assert res.returncode == 0, res.stderr
+        assert seen in res.stdout, (prop, res.stdout)
+
+
+def test_unsupported_versions_and_settings_are_errors_naming_the_field(
+    rt: Runtime, rootfs: Path
+) -> None:
+    cases: list[tuple[str, Any, str]] = [
+        ("v1", lambda c: c.update(ociVersion="invalid"), "config.json: ociVersion"),
+        ("v2", lambda c: c.update(ociVersion="2.0.0"), "config.json: ociVersion"),
+        (
+            "hp",
+            lambda c: c["linux"]["resources"].update(
+                hugepageLimits=[{"pageSize": "2MB", "limit": 1 << 21}]
+            ),
+            "linux.resources.hugepageLimits",
+        ),
+        (
+            "nc",
+            lambda c: c["linux"]["resources"].update(network={"classID": 1}),
+            "linux.resources.network",
+        ),
+    ]
+    apparmor = Path("/sys/module/apparmor/parameters/enabled")
+    if not apparmor.exists() or apparmor.read_text().strip() != "Y":
+        cases.append(
+            ("aa", lambda c: c["process"].update(apparmorProfile="acme"), "apparmorProfile")
+        )
+    for cid, edit, needle in cases:
+        one_error_line(rt.create(cid, rt.bundle(cid, rootfs, edit=edit)), needle)
+        assert not (rt.root / cid).exists()
+
+
+def test_ambient_capabilities_outside_the_inheritable_set_are_left_out(
+    rt: Runtime, rootfs: Path
+) -> None:
+    """runc's default spec lists ambient capabilities with no inheritable set;
+    the kernel refuses to raise those, and runtimes leave them out."""
+
+    def edit(config: dict[str, Any]) -> None:
+        config["process"]["capabilities"]["ambient"] = ["CAP_KILL"]
+        config["process"]["user"] = {"uid": 1000, "gid": 1000}
+
+    bundle = rt.bundle("amb", rootfs, ["grep", "CapAmb", "/proc/self/status"], edit=edit)
+    res = rt("run", "--bundle", str(bundle), "amb")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["CapAmb:", "0000000000000000"]
+
+
+def test_device_rules_apply_in_order_the_later_winning(
+    rt: Runtime, rootfs: Path, cgroup_parent: str
+) -> None:
+    """The spec's rules are written in order after `deny a` (runc lets its
+    defaults override them: `c 10:229` is one of those)."""
+
+    def edit(c: dict[str, Any]) -> None:
+        c["linux"]["resources"]["devices"] = [
+            {"allow": False, "access": "rwm"},
+            {"allow": True, "type": "c", "major": 10, "minor": 229, "access": "rwm"},
+            {"allow": False, "type": "c", "major": 10, "minor": 229, "access": "w"},
+        ]
+
+    rt.create("dev", rt.bundle("dev", rootfs, edit=edit), check=True)
+    listed = Path("/sys/fs/cgroup/devices", cgroup_parent, "dev", "devices.list").read_text()
+    assert "c 10:229 rm" in listed.splitlines(), listed
+    rt("delete", "--force", "dev", check=True)
+
+
+def test_selinux_labels_are_accepted_where_selinux_is_off(rt: Runtime, rootfs: Path) -> None:
+    if Path("/sys/fs/selinux/enforce").exists():
+        pytest.skip("SELinux is on here: labels would have to be applied")
+
+    def edit(c: dict[str, Any]) -> None:
+        c["process"]["selinuxLabel"] = "system_u:system_r:svirt_lxc_net_t:s0:c124,c675"
+        c["linux"]["mountLabel"] = "system_u:object_r:svirt_sandbox_file_t:s0:c715,c811"
+
+    res = rt("run", "--bundle", str(rt.bundle("se", rootfs, ["true"], edit=edit)), "se")
+    assert res.returncode == 0, res.stderr

@@ -188,3 +188,62 @@ def cgroup_freeze(plan: str, frozen: bool) -> None:
 def cgroup_remove(plan: str, prune_parent: bool = False) -> None:
     """Remove the group's directories (retried while busy for 2 s); with
     ``prune_parent`` also each one's parent when it is empty."""
+
+# Networking over rtnetlink (rust/src/net.rs).  A network namespace is a
+# path (``/proc/PID/ns/net``, ``/run/netns/NAME``) or a descriptor the caller
+# keeps (an int).  Interface names are at most 15 bytes; a bad one raises
+# ContainerError(step="interface name", errno=EINVAL, path=name).  Kernel
+# refusals carry the request's step ("create bridge", "create veth", "add
+# address", "add route", "set link up", "find bridge", "open netns",
+# "setns net", ...), the errno and the link/address/namespace as ``path``.
+
+class LinkInfo(TypedDict):
+    index: int
+    name: str
+    kind: str | None  # "bridge", "veth", ...; None for lo and physical devices
+    mtu: int
+    up: bool  # IFF_UP
+    master: int | None  # ifindex of the bridge it is attached to
+    mac: str | None
+
+class VethInfo(TypedDict):
+    host: LinkInfo  # the host end (on the bridge, up)
+    peer: LinkInfo  # the container end, as seen inside the namespace
+
+def net_bridge_ensure(name: str, addr_cidr: str | None = None, mtu: int | None = None) -> int:
+    """Make sure the bridge ``name`` exists and is up, with ``addr_cidr``
+    (its gateway address, e.g. ``"10.89.0.1/24"``) among its addresses;
+    return its ifindex.  Safe against concurrent callers.  ``mtu`` applies
+    only when the bridge is created (with a fixed random MAC, so that its
+    address does not follow its ports).  A non-bridge link of that name:
+    ContainerError(step="ensure bridge", errno=EEXIST).  If it created the
+    bridge and then fails, the bridge is deleted again."""
+
+def net_veth_attach(
+    bridge: str,
+    host_name: str,
+    netns: str | int,
+    ifname: str = "eth0",
+    addr_cidr: str | None = None,
+    gateway: str | None = None,
+    mac: str | None = None,
+) -> VethInfo:
+    """Plug ``netns`` into ``bridge``: a veth pair whose container end is
+    created directly inside the namespace as ``ifname`` (it never appears on
+    the host), both ends with the bridge's MTU; the host end ``host_name``
+    attached to the bridge and up; inside the namespace ``lo`` up,
+    ``addr_cidr`` on ``ifname``, ``ifname`` up and the default route via
+    ``gateway``.  On failure the pair is deleted (nothing half-configured is
+    left) and ContainerError is raised: EEXIST for a taken name, ENODEV
+    (step "find bridge") for a missing bridge, ENOENT (step "open netns")
+    for a missing namespace."""
+
+def net_link_delete(name: str, netns: str | int | None = None) -> bool:
+    """Delete the link ``name`` (in ``netns``, default: the caller's
+    namespace); for a veth both ends go.  False if there was none."""
+
+def net_links(netns: str | int | None = None) -> list[LinkInfo]:
+    """Every link in ``netns`` (default: the caller's namespace)."""
+
+def net_addrs(netns: str | int | None = None) -> list[tuple[int, str]]:
+    """Every IPv4 address in ``netns`` as ``(ifindex, "a.b.c.d/prefix")``."""

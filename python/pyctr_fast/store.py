@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 
 from .errors import UserError
+from .filelock import FileLock
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -104,46 +105,6 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-class _FileLock:
-    """An exclusive ``flock`` on ``locks/<name>``; the file is unlinked while
-    still locked on release, so ``locks/`` stays empty (waiters re-open then)."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.fd = -1
-
-    def __enter__(self) -> _FileLock:
-        import fcntl
-
-        while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-                st = os.fstat(fd)
-                try:
-                    current = os.stat(self.path)
-                except FileNotFoundError:
-                    current = None
-                if current is not None and (current.st_ino, current.st_dev) == (
-                    st.st_ino,
-                    st.st_dev,
-                ):
-                    self.fd = fd
-                    return self
-            except BaseException:
-                os.close(fd)
-                raise
-            os.close(fd)  # the holder unlinked it: take the new file
-
-    def __exit__(self, *exc: object) -> None:
-        try:
-            os.unlink(self.path)
-        except FileNotFoundError:
-            pass
-        os.close(self.fd)
-        self.fd = -1
-
-
 class _StoreLock:
     """``flock`` on the root directory itself: shared for users, exclusive for deleters."""
 
@@ -192,7 +153,7 @@ class Store:
 
     def lock(self, name: str) -> AbstractContextManager[object]:
         """An exclusive lock named ``name`` (a chain or blob hex, or a word)."""
-        return _FileLock(os.path.join(self._ensure(self.locks_dir), name))
+        return FileLock(os.path.join(self._ensure(self.locks_dir), name), unlink_on_release=True)
 
     def shared(self) -> AbstractContextManager[object]:
         """Hold while using images or layers: deleters wait for it."""

@@ -17,6 +17,7 @@ use pyctr_core::proto::Overlay;
 use pyctr_core::spawn::{Child, InitImage, Launch, Stdio};
 
 mod cgroups;
+mod net;
 mod supervised;
 
 create_exception!(pyctr_fast._native, ContainerError, PyException);
@@ -238,5 +239,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(extract_layer, m)?)?;
     supervised::register(m)?;
     cgroups::register(m)?;
+    net::register(m)?;
     Ok(())
 }

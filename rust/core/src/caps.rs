@@ -116,8 +116,12 @@ pub fn apply(sets: &Sets, last: u32) -> Result<()> {
         .map_err(|e| Error::os("capset", e))?;
     // SAFETY: prctl with integer arguments only.
     unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) };
+    // The kernel keeps an ambient capability only while it is both permitted
+    // and inheritable; like runc and crun, others in the spec's ambient set
+    // are left out rather than failing the container.
+    let raisable = sets.ambient & sets.permitted & sets.inheritable;
     for cap in 0..=last {
-        if sets.ambient & (1u64 << cap) != 0 {
+        if raisable & (1u64 << cap) != 0 {
             // SAFETY: prctl with integer arguments only.
             let rc = unsafe {
                 libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_RAISE, libc::c_ulong::from(cap), 0, 0)
@@ -128,6 +132,37 @@ pub fn apply(sets: &Sets, last: u32) -> Result<()> {
         }
     }
     Ok(())
+}
+
+const CAP_SYS_ADMIN: u32 = 21;
+
+/// The spec's sets, still to be set once the seccomp filter is in (see
+/// [`apply_holding_sys_admin`]).
+static DEFERRED: std::sync::OnceLock<Sets> = std::sync::OnceLock::new();
+
+/// [`apply`], but keep CAP_SYS_ADMIN permitted and effective on top of the
+/// spec's sets: installing a seccomp filter without no_new_privs needs it,
+/// and the filter goes in last.  [`drop_held`] then sets the spec's sets.
+/// The bounding set is already the spec's, so nothing the init executes
+/// in between (hooks) can gain the held capability.
+pub fn apply_holding_sys_admin(sets: &Sets, last: u32) -> Result<()> {
+    let held = 1u64 << CAP_SYS_ADMIN;
+    apply(&Sets { effective: sets.effective | held, permitted: sets.permitted | held, ..*sets }, last)?;
+    let _ = DEFERRED.set(*sets);
+    Ok(())
+}
+
+/// Whether [`apply_holding_sys_admin`] holds CAP_SYS_ADMIN.
+pub fn holding() -> bool {
+    DEFERRED.get().is_some()
+}
+
+/// Drop what [`apply_holding_sys_admin`] held, if anything.
+pub fn drop_held() -> Result<()> {
+    let Some(sets) = DEFERRED.get() else { return Ok(()) };
+    let known = if last_cap() >= 63 { u64::MAX } else { (1u64 << (last_cap() + 1)) - 1 };
+    sys::capset(sets.effective & known, sets.permitted & known, sets.inheritable & known)
+        .map_err(|e| Error::os("capset", e))
 }
 
 #[cfg(test)]

@@ -89,17 +89,27 @@ fn run(sock: BorrowedFd<'_>) -> Result<std::convert::Infallible> {
     if spec.namespace("network").is_some_and(|ns| ns.path.as_deref().is_none_or(str::is_empty)) {
         process::loopback_up()?;
     }
-    if spec.namespace("mount").is_none() {
-        return Err(Error::msg("spec", "a mount namespace is required"));
-    }
     marks.mark("init: hostname, loopback");
-    let root = rootfs::enter(&spec, &req.rootfs, req.overlay.as_ref())?;
-    marks.mark("init: rootfs in place (overlay or bind)");
-    rootfs::populate(root.as_fd(), &spec, Path::new(&req.bundle), !new_user, &mut marks)?;
+    let own_mounts = spec.namespace("mount").is_some();
+    let root = if own_mounts {
+        let root = rootfs::enter(&spec, &req.rootfs, req.overlay.as_ref())?;
+        marks.mark("init: rootfs in place (overlay or bind)");
+        rootfs::populate(root.as_fd(), &spec, Path::new(&req.bundle), !new_user, &mut marks)?;
+        root
+    } else if req.overlay.is_some() {
+        return Err(Error::msg("spec", "an overlay rootfs needs a mount namespace"));
+    } else {
+        rootfs::open_root(&req.rootfs)?
+    };
+    let switch_root = |root| if own_mounts { rootfs::pivot(root, &spec) } else { rootfs::chroot(root) };
+    let start_hooks = match &req.hooks {
+        Some(hooks) => Some(create_hooks(sock, hooks, &mut marks)?),
+        None => None,
+    };
     let Some(process) = process else {
         // `create` of a config without `process`: everything is set up;
         // `start` releases us and then learns there is nothing to run.
-        rootfs::pivot(root, &spec)?;
+        switch_root(root)?;
         let Some(fifo) = fifo else { return Err(Error::msg("spec", "no process to run")) };
         let started = fifo.wait_for_start(sock, &marks)?;
         started.fail(&Error::msg("start", "config.json has no process to run"));
@@ -109,9 +119,35 @@ fn run(sock: BorrowedFd<'_>) -> Result<std::convert::Infallible> {
         crate::sys::create_in_root(root.as_fd(), &process.cwd, crate::sys::Kind::Dir)?;
     }
     set_oom_score_adj(process)?;
-    rootfs::pivot(root, &spec)?;
+    switch_root(root)?;
     marks.mark("init: pivot_root");
+    let fifo = fifo.map(|fifo| (fifo, start_hooks.unwrap_or_default()));
     start_program(sock, process, &req, marks, fifo)
+}
+
+/// The hooks of `create`, before pivot_root: tell the runtime (`HOOKS`),
+/// wait while it runs prestart and createRuntime in its namespaces (`GO`
+/// with the state JSON), then run createContainer here, in the container's
+/// namespaces with the host's root still reachable.  Returns what
+/// startContainer needs.
+fn create_hooks(sock: BorrowedFd<'_>, hooks: &proto::InitHooks, marks: &mut Marks) -> Result<StartHooks> {
+    proto::send_record(sock, &[proto::HOOKS])?;
+    let states: proto::HookStates = match proto::recv_record(sock)? {
+        Some((rec, _)) if rec.first() == Some(&proto::GO) => serde_json::from_slice(&rec[1..])
+            .map_err(|e| Error::msg("init", format!("bad hook state from parent: {e}")))?,
+        _ => return Err(Error::msg("init", "the runtime did not finish its hooks")),
+    };
+    marks.mark("init: runtime hooks done");
+    crate::hooks::run_all("createContainer", &hooks.create_container, &states.creating)?;
+    marks.mark("init: createContainer hooks");
+    Ok(StartHooks { hooks: hooks.start_container.clone(), state: states.created })
+}
+
+/// startContainer hooks and the state they get, run after `start`.
+#[derive(Default)]
+struct StartHooks {
+    hooks: Vec<crate::hooks::Hook>,
+    state: String,
 }
 
 /// `exec.fifo` of `pyctr-fast-runtime create` (see [`Request::exec_fifo`]):
@@ -226,7 +262,7 @@ fn start_program(
     process: &crate::spec::Process,
     req: &Request,
     mut marks: Marks,
-    fifo: Option<ExecFifo>,
+    fifo: Option<(ExecFifo, StartHooks)>,
 ) -> Result<std::convert::Infallible> {
     process::set_rlimits(&process.rlimits)?;
     if process.terminal {
@@ -234,13 +270,20 @@ fn start_program(
     }
     // SAFETY: umask only changes this process's file creation mask.
     unsafe { libc::umask(process.user.umask.unwrap_or(0o022) as libc::mode_t) };
-    crate::seccomp::prepare(&req.config, process.no_new_privileges)?;
-    process::switch_user(process)?;
+    if let Some(profile) = process.apparmor_profile.as_deref().filter(|p| !p.is_empty()) {
+        process::set_apparmor_profile(profile)?;
+    }
+    let filter_needs_sys_admin = crate::seccomp::prepare(&req.config, process.no_new_privileges)?;
+    process::switch_user(process, filter_needs_sys_admin)?;
     process::enter_cwd(&process.cwd)?;
-    if let Some(fifo) = fifo {
-        // Created: the program is looked up and exec'd only after `start`.
+    if let Some((fifo, start_hooks)) = fifo {
+        // Created: the program is looked up and exec'd only after `start`,
+        // and after the startContainer hooks (in the container, as its user).
         marks.mark("init: process set up (rlimits, tty, user, caps, cwd)");
         let started = fifo.wait_for_start(sock, &marks)?;
+        if let Err(e) = crate::hooks::run_all("startContainer", &start_hooks.hooks, &start_hooks.state) {
+            started.fail(&e);
+        }
         let path = process::lookup(&process.args[0], &process.env).unwrap_or_else(|e| started.fail(&e));
         let marks = Marks::new(false);
         started.fail(&process::exec(&path, &process.args, &process.env, None, req.preserve_fds, &marks));

@@ -11,11 +11,13 @@ pub mod caps;
 pub mod cgroups;
 pub mod errors;
 pub mod foreground;
+pub mod hooks;
 pub mod init;
 #[cfg(feature = "layers")]
 pub mod layer;
 pub mod mounts;
 pub mod namespaces;
+pub mod net;
 pub mod overlay;
 pub mod process;
 pub mod proto;

@@ -131,8 +131,9 @@ pub fn setup_terminal(sock: BorrowedFd<'_>, uid: u32, gid: u32, size: Option<(u1
 }
 
 /// Switch to the spec's uid/gid/groups, keeping capabilities across the uid
-/// change, then set the capability sets.
-pub fn switch_user(p: &Process) -> Result<()> {
+/// change, then set the capability sets (holding CAP_SYS_ADMIN on top when
+/// `hold_sys_admin`: a seccomp filter still to install needs it).
+pub fn switch_user(p: &Process, hold_sys_admin: bool) -> Result<()> {
     let sets = match &p.capabilities {
         Some(c) => caps::Sets::from_spec(c)?,
         None => caps::Sets::default(),
@@ -154,11 +155,32 @@ pub fn switch_user(p: &Process) -> Result<()> {
     nix::unistd::setresuid(uid, uid, uid)
         .map_err(|e| Error::os("setresuid", e as i32).with_path(p.user.uid.to_string()))?;
     nix::sys::prctl::set_keepcaps(false).map_err(|e| Error::os("keepcaps", e as i32))?;
-    caps::apply(&sets, last)?;
+    if hold_sys_admin {
+        caps::apply_holding_sys_admin(&sets, last)?;
+    } else {
+        caps::apply(&sets, last)?;
+    }
     if p.no_new_privileges {
         nix::sys::prctl::set_no_new_privs().map_err(|e| Error::os("no_new_privs", e as i32))?;
     }
     Ok(())
+}
+
+/// Whether the host's kernel has AppArmor enabled.
+pub fn apparmor_enabled() -> bool {
+    std::fs::read_to_string("/sys/module/apparmor/parameters/enabled").is_ok_and(|v| v.trim() == "Y")
+}
+
+/// Ask AppArmor to confine the program with `profile` from its execve on
+/// (`change_onexec`); an error when the host has no AppArmor, as runc.
+pub fn set_apparmor_profile(profile: &str) -> Result<()> {
+    if !apparmor_enabled() {
+        return Err(Error::msg("apparmor", "AppArmor is not enabled on this host").with_path(profile));
+    }
+    let value = format!("exec {profile}");
+    crate::sys::write_file("/proc/self/attr/apparmor/exec", value.as_bytes())
+        .or_else(|_| crate::sys::write_file("/proc/self/attr/exec", value.as_bytes()))
+        .map_err(|e| Error::os("apparmor", e).with_path(profile))
 }
 
 /// chdir into the working directory and make sure it is inside the
@@ -221,6 +243,19 @@ pub fn exec(
     if let Err(e) = crate::sys::cloexec_from(3 + keep_fds) {
         return Error::os("close inherited descriptors", e);
     }
+    // The filter goes in last, so the profile need not allow anything the
+    // init did before.  With no_new_privs that is after the EXEC record to
+    // the parent: the profile needs nothing but what the program calls (and
+    // execve).  Without, CAP_SYS_ADMIN was held to install it and is dropped
+    // right after, before the record, so a profile refusing capset fails
+    // the start instead of running the program with the capability.
+    let install = || crate::seccomp::install_pending().and_then(|()| caps::drop_held());
+    let held = caps::holding();
+    if held {
+        if let Err(e) = install() {
+            return e;
+        }
+    }
     if let Some(sock) = sock {
         // SAFETY: `sock` is our own descriptor, owned by the init until exec.
         let sockfd = unsafe { BorrowedFd::borrow_raw(sock) };
@@ -232,10 +267,10 @@ pub fn exec(
             return e;
         }
     }
-    // With no_new_privs the filter goes in last, so the profile need not
-    // allow anything the init does before.
-    if let Err(e) = crate::seccomp::install_pending() {
-        return e;
+    if !held {
+        if let Err(e) = install() {
+            return e;
+        }
     }
     match nix::unistd::execve(&cpath, &cargs, &cenv) {
         Err(e) => Error::os("execve", e as i32).with_path(path),

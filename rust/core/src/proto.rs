@@ -4,7 +4,10 @@
 //! parent → child: `GO` once the id maps of a new user namespace are written
 //! (consumed before the init is exec'd), then the `Request` (JSON; with
 //! `exec_fifo`, an `O_PATH` descriptor of the fifo is attached to it).
-//! init → parent: `MASTER` (a pty master fd attached with SCM_RIGHTS), `EXEC`
+//! init → parent: `HOOKS` (only with `Request::hooks`: namespaces and mounts
+//! are in place, pivot_root comes next; the init waits for `GO` followed by
+//! [`HookStates`] while the runtime runs its prestart and createRuntime
+//! hooks), `MASTER` (a pty master fd attached with SCM_RIGHTS), `EXEC`
 //! (everything is ready, execve comes next), `CREATED` (with `exec_fifo`:
 //! everything but the program lookup is done, the init now blocks on the
 //! fifo; the parent stops listening here) or `ERROR`.
@@ -18,12 +21,14 @@ use nix::sys::socket::{recv, recvmsg, send, sendmsg, ControlMessage, ControlMess
 use serde::{Deserialize, Serialize};
 
 use crate::errors::{Error, Result};
+use crate::hooks::Hook;
 
 pub const GO: u8 = b'G';
 pub const MASTER: u8 = b'M';
 pub const EXEC: u8 = b'X';
 pub const ERROR: u8 = b'E';
 pub const CREATED: u8 = b'C';
+pub const HOOKS: u8 = b'H';
 
 /// An overlay rootfs, mounted by the init inside the container's mount
 /// namespace (so it goes away with the container).
@@ -36,6 +41,28 @@ pub struct Overlay {
     /// Skip syncs: for containers whose upper dir is thrown away.
     #[serde(default)]
     pub volatile: bool,
+}
+
+/// The OCI hooks the init runs itself (`pyctr-fast-runtime create`): in the
+/// container's namespaces, with the state JSON from [`HookStates`] on stdin.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct InitHooks {
+    /// Before pivot_root, after the runtime's hooks; the path resolves in
+    /// the runtime's mount namespace (the host's root is still ours).
+    pub create_container: Vec<Hook>,
+    /// After `start` released the init, before the program is looked up;
+    /// the path resolves in the container's root.
+    pub start_container: Vec<Hook>,
+}
+
+/// The answer to `HOOKS` (after the `GO` byte, JSON): the container's state
+/// as the init's hooks get it (the pid is the init's in its pid namespace).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct HookStates {
+    /// The state for createContainer (status `created`: see `runtime::create`).
+    pub creating: String,
+    /// Status `created`: for startContainer.
+    pub created: String,
 }
 
 /// What the init needs besides the spec.
@@ -71,6 +98,11 @@ pub struct Request {
     /// `LISTEN_FDS`).
     #[serde(default)]
     pub preserve_fds: u32,
+    /// Hooks (`pyctr-fast-runtime create` of a config with create or start
+    /// hooks): the init stops before pivot_root, sends `HOOKS` and waits for
+    /// `GO`, then runs these.  None: no round trip.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hooks: Option<InitHooks>,
 }
 
 /// Encode an error record: tag, errno (le i32), then step, path, detail as

@@ -35,10 +35,11 @@ pub fn enter(spec: &Spec, rootfs: &str, overlay: Option<&Overlay>) -> Result<Own
         .as_deref()
         .map(|p| propagation_flag(p).ok_or_else(|| Error::msg("spec", format!("unknown rootfsPropagation {p:?}"))))
         .transpose()?;
-    // "shared" is applied to the new root after pivot_root; until then the
-    // host must not see our mounts.
+    // "shared" and "unbindable" are applied to the new root after
+    // pivot_root: until then the host must not see our mounts, and an
+    // unbindable tree could not be bound onto itself.
     let initial = match propagation {
-        Some(p) if p & libc::MS_SHARED == 0 => p | libc::MS_REC,
+        Some(p) if p & AFTER_PIVOT == 0 => p | libc::MS_REC,
         _ => libc::MS_REC | libc::MS_PRIVATE,
     };
     sys::mount(None, "/", None, initial, None).map_err(|e| Error::os("make mounts private", e).with_path("/"))?;
@@ -47,6 +48,17 @@ pub fn enter(spec: &Spec, rootfs: &str, overlay: Option<&Overlay>) -> Result<Own
         None => sys::mount(Some(rootfs), rootfs, None, libc::MS_BIND | libc::MS_REC, None)
             .map_err(|e| Error::os("bind rootfs", e).with_path(rootfs))?,
     }
+    open_root(rootfs)
+}
+
+/// Propagation types set on the new root only once it is the root.
+const AFTER_PIVOT: libc::c_ulong = libc::MS_SHARED | libc::MS_UNBINDABLE;
+
+/// Open the rootfs directory (`O_PATH`).  Without a mount namespace of its
+/// own the container shares the runtime's mounts, so this is all that is
+/// done to it: nothing is mounted (it would change the host's tree) and
+/// [`chroot`] enters it.
+pub fn open_root(rootfs: &str) -> Result<OwnedFd> {
     let c = CString::new(rootfs).map_err(|_| Error::os("open rootfs", libc::EINVAL))?;
     // SAFETY: opening a path with a NUL-terminated name.
     let fd = unsafe { libc::open(c.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) };
@@ -55,6 +67,13 @@ pub fn enter(spec: &Spec, rootfs: &str, overlay: Option<&Overlay>) -> Result<Own
     }
     // SAFETY: fresh descriptor, owned from here on.
     Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
+}
+
+/// Enter the rootfs with chroot (no mount namespace: see [`open_root`]).
+pub fn chroot(root: OwnedFd) -> Result<()> {
+    nix::unistd::fchdir(&root).map_err(|e| Error::os("chroot", e as i32).with_path("."))?;
+    nix::unistd::chroot(".").map_err(|e| Error::os("chroot", e as i32).with_path("."))?;
+    nix::unistd::chdir("/").map_err(|e| Error::os("chdir", e as i32).with_path("/"))
 }
 
 /// Everything between the rootfs bind and pivot_root.
@@ -221,7 +240,7 @@ pub fn pivot(root: OwnedFd, spec: &Spec) -> Result<()> {
     nix::unistd::chdir("/").map_err(|e| Error::os("chdir", e as i32).with_path("/"))?;
     drop(root);
     if let Some(p) = spec.linux().rootfs_propagation.as_deref().and_then(propagation_flag) {
-        if p & libc::MS_SHARED != 0 {
+        if p & AFTER_PIVOT != 0 {
             sys::mount(None, "/", None, p, None).map_err(|e| Error::os("rootfs propagation", e))?;
         }
     }

@@ -237,6 +237,36 @@ pub fn spawn(init: &InitImage, config: &str, bundle: &Path, launch: &Launch) -> 
 
 /// [`spawn`] for a caller that has parsed `config` into `spec` already.
 pub fn spawn_spec(init: &InitImage, spec: &Spec, config: &str, bundle: &Path, launch: &Launch) -> Result<Child> {
+    spawn_hooked(init, spec, config, bundle, launch, None)
+}
+
+/// The OCI hooks of a `pyctr-fast-runtime create` (see [`spawn_hooked`]).
+pub struct Hooks<'a> {
+    /// The hooks the init runs itself (createContainer, startContainer).
+    pub init: proto::InitHooks,
+    /// Called with the init's pid when it reports `HOOKS` (its namespaces
+    /// and mounts are in place, pivot_root comes next): runs the runtime's
+    /// prestart and createRuntime hooks and returns the states the init's
+    /// hooks get.  An error aborts the spawn (the init is killed).
+    pub at_pause: &'a mut dyn FnMut(libc::pid_t) -> Result<proto::HookStates>,
+}
+
+/// [`spawn_spec`] with hooks: the init stops once before pivot_root for
+/// `hooks.at_pause`, then runs `hooks.init` itself.  Without hooks there is
+/// no stop (the engine's path).
+pub fn spawn_hooked(
+    init: &InitImage,
+    spec: &Spec,
+    config: &str,
+    bundle: &Path,
+    launch: &Launch,
+    hooks: Option<Hooks<'_>>,
+) -> Result<Child> {
+    if hooks.is_some() && launch.exec_fifo.is_none() {
+        // startContainer runs between `start` and the program: only a
+        // created container has that point.
+        return Err(Error::msg("spawn", "hooks need an exec fifo"));
+    }
     let mut marks = crate::trace::Marks::new(crate::trace::requested());
     marks.mark("engine: spawn");
     let fifo = match &launch.exec_fifo {
@@ -283,6 +313,7 @@ pub fn spawn_spec(init: &InitImage, spec: &Spec, config: &str, bundle: &Path, la
         join: launch.join,
         exec_fifo: fifo.is_some(),
         preserve_fds: launch.preserve_fds,
+        hooks: hooks.as_ref().map(|h| h.init.clone()),
     })
     .map_err(|e| Error::msg("spawn", e.to_string()))?;
 
@@ -355,7 +386,8 @@ pub fn spawn_spec(init: &InitImage, spec: &Spec, config: &str, bundle: &Path, la
         .collect();
     let mut child = Child { pid, pidfd, master: None, exit: None };
     let cgroups = Cgroups { write: &to_write, born_in: joined.is_some(), moved_itself: self_join.len() };
-    let request = Outgoing { record: &request, fifo: fifo.as_ref().map(|f| f.as_fd()) };
+    let request =
+        Outgoing { record: &request, fifo: fifo.as_ref().map(|f| f.as_fd()), at_pause: hooks.map(|h| h.at_pause) };
     match handshake(&mut child, parent_sock.as_fd(), request, spec, new_user, cgroups, &mut marks) {
         Ok(init_marks) => {
             marks.marks.extend(init_marks);
@@ -491,17 +523,19 @@ impl SelfJoin {
     }
 }
 
-/// The request record and the fifo descriptor attached to it.
-struct Outgoing<'a> {
+/// The request record, the fifo descriptor attached to it, and what answers
+/// the init's `HOOKS`.
+struct Outgoing<'a, 'h> {
     record: &'a [u8],
     fifo: Option<BorrowedFd<'a>>,
+    at_pause: Option<&'h mut dyn FnMut(libc::pid_t) -> Result<proto::HookStates>>,
 }
 
 /// Returns the init's trace marks, if it sent any.
 fn handshake(
     child: &mut Child,
     sock: BorrowedFd<'_>,
-    request: Outgoing<'_>,
+    mut request: Outgoing<'_, '_>,
     spec: &Spec,
     new_user: bool,
     cgroups: Cgroups<'_>,
@@ -529,6 +563,16 @@ fn handshake(
     while let Some((rec, fd)) = proto::recv_record(sock)? {
         match rec.first() {
             Some(&proto::MASTER) => child.master = fd,
+            Some(&proto::HOOKS) => {
+                let at_pause = request
+                    .at_pause
+                    .as_mut()
+                    .ok_or_else(|| Error::msg("protocol", "unexpected HOOKS from pyctr-init"))?;
+                let states = at_pause(child.pid)?;
+                let mut answer = vec![proto::GO];
+                serde_json::to_writer(&mut answer, &states).map_err(|e| Error::msg("spawn", e.to_string()))?;
+                proto::send_record(sock, &answer)?;
+            }
             Some(&proto::CREATED) if request.fifo.is_some() => {
                 return Ok(serde_json::from_slice(&rec[1..]).unwrap_or_default());
             }

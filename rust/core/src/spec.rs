@@ -33,6 +33,8 @@ pub struct Process {
     pub rlimits: Vec<Rlimit>,
     pub no_new_privileges: bool,
     pub oom_score_adj: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub apparmor_profile: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

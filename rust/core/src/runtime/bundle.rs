@@ -51,6 +51,9 @@ fn check(spec: &Spec, value: &Value) -> Result<()> {
     if spec.oci_version.is_empty() {
         return Err(field("ociVersion", "required"));
     }
+    if !supported_version(&spec.oci_version) {
+        return Err(field("ociVersion", format!("unsupported version {:?} (1.x.y expected)", spec.oci_version)));
+    }
     if spec.root.as_ref().is_none_or(|r| r.path.is_empty()) {
         return Err(field("root.path", "required"));
     }
@@ -88,6 +91,9 @@ fn check(spec: &Spec, value: &Value) -> Result<()> {
         if p.user.umask.is_some_and(|u| u > 0o777) {
             return Err(field("process.user.umask", "must be at most 0777"));
         }
+        if p.apparmor_profile.as_deref().is_some_and(|a| !a.is_empty()) && !crate::process::apparmor_enabled() {
+            return Err(field("process.apparmorProfile", "AppArmor is not enabled on this host"));
+        }
     }
     let mut seen = Vec::new();
     for (i, ns) in spec.linux().namespaces.iter().enumerate() {
@@ -115,6 +121,14 @@ fn check(spec: &Spec, value: &Value) -> Result<()> {
             return Err(field("linux.rootfsPropagation", format!("unknown propagation {p:?}")));
         }
     }
+    // Limits this runtime cannot apply are errors, not silently dropped.
+    for (pointer, name) in
+        [("/linux/resources/hugepageLimits", "hugepageLimits"), ("/linux/resources/network", "network")]
+    {
+        if value.pointer(pointer).is_some_and(|v| !v.is_null() && v.as_array().is_none_or(|a| !a.is_empty())) {
+            return Err(field(&format!("linux.resources.{name}"), "not supported by this runtime"));
+        }
+    }
     if let Some(res) = value.pointer("/linux/resources") {
         if let Err(e) = serde_json::from_value::<crate::cgroups::Resources>(res.clone()) {
             let at = locate(res, |v| serde_json::from_value::<crate::cgroups::Resources>(v.clone()).is_err());
@@ -124,6 +138,14 @@ fn check(spec: &Spec, value: &Value) -> Result<()> {
     }
     spec.validate_for_create().map_err(|e| Fail::new(format!("config.json: {e}")))?;
     Ok(())
+}
+
+/// A runtime-spec version this runtime reads: `1.MINOR.PATCH`, with an
+/// optional `-prerelease` or `+build` suffix (`1.0.2-dev`).
+fn supported_version(v: &str) -> bool {
+    let core = v.split(['-', '+']).next().unwrap_or_default();
+    let parts: Vec<&str> = core.split('.').collect();
+    parts.len() == 3 && parts[0] == "1" && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Where in `root` the deserialization that `fails` is: the deepest member
@@ -199,6 +221,16 @@ mod tests {
     fn where_(text: &str) -> String {
         let v: Value = serde_json::from_str(text).unwrap();
         locate(&v, |v| serde_json::from_value::<Spec>(v.clone()).is_err())
+    }
+
+    #[test]
+    fn only_runtime_spec_1_versions_are_read() {
+        for ok in ["1.0.0", "1.0.2-dev", "1.2.0", "1.1.0+dev"] {
+            assert!(supported_version(ok), "{ok}");
+        }
+        for bad in ["invalid", "2.0.0", "1.0", "1..0", "v1.0.0", ""] {
+            assert!(!supported_version(bad), "{bad}");
+        }
     }
 
     #[test]

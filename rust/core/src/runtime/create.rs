@@ -3,7 +3,9 @@
 //! The state directory is claimed first (`mkdir`), `state.json` says
 //! `creating`, the cgroup is made with its limits, then the init is spawned
 //! with `exec.fifo`: it sets everything up, reports `CREATED` and blocks on
-//! the fifo until `start`.  Any failure undoes all of it.
+//! the fifo until `start`.  With hooks, the init stops before pivot_root
+//! while prestart and createRuntime run here, then runs createContainer (and
+//! after `start`, startContainer) itself.  Any failure undoes all of it.
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
@@ -140,7 +142,14 @@ fn create(g: &Global, id: &str, p: &args::Parsed) -> Result<OwnedFd> {
         ..Launch::default()
     };
     let image = own_image()?;
-    let mut child = spawn::spawn_spec(&image, &bundle.spec, &bundle.text, &bundle.dir, &launch)?;
+    let hooks = CreateHooks::of(&bundle.value)?;
+    let mut child = if hooks.any() {
+        let mut at_pause = |pid| hooks.run_runtime(&dir, &saved, pid);
+        let hooked = spawn::Hooks { init: hooks.init.clone(), at_pause: &mut at_pause };
+        spawn::spawn_hooked(&image, &bundle.spec, &bundle.text, &bundle.dir, &launch, Some(hooked))?
+    } else {
+        spawn::spawn_spec(&image, &bundle.spec, &bundle.text, &bundle.dir, &launch)?
+    };
     drop(image);
     let master = child.master.take();
     let pid = child.pid;
@@ -151,15 +160,6 @@ fn create(g: &Global, id: &str, p: &args::Parsed) -> Result<OwnedFd> {
     saved.pid = pid;
     saved.pid_start = state::start_time(pid).unwrap_or(0);
     saved.cgroup = Some(plan);
-    // prestart and createRuntime hooks run here, in the runtime's
-    // namespaces, with the container's namespaces all in place (the spec
-    // runs them before pivot_root; here the init has pivoted already).
-    let hook_state = {
-        let c = state::Container { dir: dir.clone(), saved: saved.clone() };
-        c.hook_state("created")
-    };
-    hooks::run_all(&bundle.value, "prestart", &hook_state)?;
-    hooks::run_all(&bundle.value, "createRuntime", &hook_state)?;
     if let Some(pid_file) = p.get("pid-file") {
         write_pid_file(&absolute(pid_file), pid)?;
     }
@@ -168,6 +168,56 @@ fn create(g: &Global, id: &str, p: &args::Parsed) -> Result<OwnedFd> {
     undo.done = true;
     let child = undo.child.take().ok_or_else(|| Fail::new("internal: child lost"))?;
     Ok(child.pidfd)
+}
+
+/// The create-time hooks of a config: prestart and createRuntime run here
+/// (in the runtime's namespaces) while the init waits before pivot_root;
+/// createContainer and startContainer are the init's.
+struct CreateHooks {
+    prestart: Vec<hooks::Hook>,
+    create_runtime: Vec<hooks::Hook>,
+    init: crate::proto::InitHooks,
+}
+
+impl CreateHooks {
+    fn of(config: &serde_json::Value) -> Result<CreateHooks> {
+        Ok(CreateHooks {
+            prestart: hooks::of(config, "prestart")?,
+            create_runtime: hooks::of(config, "createRuntime")?,
+            init: crate::proto::InitHooks {
+                create_container: hooks::of(config, "createContainer")?,
+                start_container: hooks::of(config, "startContainer")?,
+            },
+        })
+    }
+
+    /// Whether the init has to stop for hooks at all.
+    fn any(&self) -> bool {
+        !(self.prestart.is_empty()
+            && self.create_runtime.is_empty()
+            && self.init.create_container.is_empty()
+            && self.init.start_container.is_empty())
+    }
+
+    /// At the init's `HOOKS` stop: prestart then createRuntime with the state
+    /// (the init's host pid) on stdin.  Returns the states the init's hooks
+    /// get: they run in the container's namespaces, so the pid in them is the
+    /// init's pid there, as the spec says.  The status every create-time hook
+    /// sees is `created`, as crun reports it and the OCI validation suite
+    /// (`hooks_stdin`) requires, though `state` says `creating` until
+    /// create returns.
+    fn run_runtime(&self, dir: &Path, saved: &Saved, pid: i32) -> crate::Result<crate::proto::HookStates> {
+        let state_with = |pid, status| {
+            let c = state::Container { dir: dir.to_owned(), saved: Saved { pid, ..saved.clone() } };
+            c.hook_state(status)
+        };
+        let state = state_with(pid, "created");
+        crate::hooks::run_all("prestart", &self.prestart, &state)?;
+        crate::hooks::run_all("createRuntime", &self.create_runtime, &state)?;
+        let inner = state::inner_pid(pid).unwrap_or(pid);
+        let inner_state = state_with(inner, "created");
+        Ok(crate::proto::HookStates { creating: inner_state.clone(), created: inner_state })
+    }
 }
 
 /// `LISTEN_FDS` (socket activation) passes that many more descriptors: from

@@ -119,6 +119,14 @@ pub fn start_time(pid: i32) -> Option<u64> {
     proc_stat(pid).map(|(_, t)| t)
 }
 
+/// `pid` as its own (innermost) pid namespace sees it: the last field of
+/// `NSpid` in `/proc/<pid>/status`.
+pub fn inner_pid(pid: i32) -> Option<i32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find_map(|l| l.strip_prefix("NSpid:"))?;
+    line.split_whitespace().last()?.parse().ok()
+}
+
 /// One container's directory.
 pub struct Container {
     pub dir: PathBuf,

@@ -298,19 +298,16 @@ impl Filter {
 /// The filter left for [`install_pending`].
 static PENDING: OnceLock<Filter> = OnceLock::new();
 
-/// Container side, called once just before the user and capabilities are
-/// switched: compile the spec's filter; without no_new_privs install it now
-/// (CAP_SYS_ADMIN is still held), with it keep it for [`install_pending`],
-/// right before execve.
-pub fn prepare(config: &str, no_new_privs: bool) -> Result<()> {
-    let Some(seccomp) = from_config(config)? else { return Ok(()) };
-    let filter = seccomp.compile()?;
-    if no_new_privs {
-        let _ = PENDING.set(filter);
-        Ok(())
-    } else {
-        filter.install()
-    }
+/// In the init, once inside the container's root: compile the spec's
+/// filter and keep it for [`install_pending`], the last step before execve,
+/// so that nothing the init still does (getcwd, the exec fifo, hooks, the
+/// program's lookup) runs under the container's profile.  Returns whether
+/// installing it will need CAP_SYS_ADMIN (there is a filter and no
+/// no_new_privs), which the caller must then hold until it is in.
+pub fn prepare(config: &str, no_new_privs: bool) -> Result<bool> {
+    let Some(seccomp) = from_config(config)? else { return Ok(false) };
+    let _ = PENDING.set(seccomp.compile()?);
+    Ok(!no_new_privs)
 }
 
 /// Install the filter [`prepare`] kept, if any: the last step before execve.
