@@ -758,3 +758,26 @@ def test_selinux_labels_are_accepted_where_selinux_is_off(rt: Runtime, rootfs: P
 
     res = rt("run", "--bundle", str(rt.bundle("se", rootfs, ["true"], edit=edit)), "se")
     assert res.returncode == 0, res.stderr
+
+
+def test_events_streams_stats_and_oom_kills_until_the_container_stops(
+    rt: Runtime, rootfs: Path
+) -> None:
+    script = "sleep 0.5; dd if=/dev/zero of=/dev/null bs=64M count=1; sleep 0.8"
+
+    def edit(c: dict[str, Any]) -> None:
+        c["linux"]["resources"]["memory"] = {"limit": 32 << 20, "swap": 32 << 20}
+
+    rt.create("ev", rt.bundle("ev", rootfs, ["sh", "-c", script], edit=edit), check=True)
+    rt("start", "ev", check=True)
+    res = rt("events", "--interval", "200ms", "ev", timeout=20)
+    assert res.returncode == 0, res.stderr
+    events = [json.loads(line) for line in res.stdout.splitlines()]
+    kinds = [e["type"] for e in events]
+    assert kinds.count("oom") == 1, kinds
+    assert kinds.count("stats") >= 3, kinds
+    assert all(e["id"] == "ev" for e in events)
+    stats = [e["data"] for e in events if e["type"] == "stats"]
+    assert stats[0]["memory"]["usage"]["limit"] == 32 << 20
+    assert rt.state("ev")["status"] == "stopped"
+    one_error_line(rt("events", "ev"), "container not running")

@@ -12,6 +12,7 @@ mod bundle;
 mod cgroup;
 mod create;
 mod delete;
+mod events;
 mod exec;
 mod features;
 mod hooks;
@@ -131,7 +132,7 @@ fn dispatch(g: &Global, cmd: &str, args: &[String]) -> Result<i32> {
         "pause" => pause::pause_cmd(g, args, true).map(|()| 0),
         "resume" => pause::pause_cmd(g, args, false).map(|()| 0),
         "update" => pause::update_cmd(g, args).map(|()| 0),
-        "events" => pause::events_cmd(g, args).map(|()| 0),
+        "events" => events::events_cmd(g, args).map(|()| 0),
         "features" => features::features_cmd(args).map(|()| 0),
         "spec" => features::spec_cmd(args).map(|()| 0),
         "help" => {

@@ -1,13 +1,11 @@
-//! `pause`/`resume` (the freezer), `update` (new limits) and `events
-//! --stats` (one statistics object).
+//! `pause`/`resume` (the freezer) and `update` (new limits).
 
 use std::io::Read;
-use std::path::Path;
 
 use serde_json::{json, Value};
 
 use super::args;
-use super::state::{self, Container, Status};
+use super::state::{self, Status};
 use super::{Fail, Global, Result};
 use crate::cgroups::Resources;
 
@@ -109,69 +107,4 @@ pub fn update_cmd(g: &Global, argv: &[String]) -> Result<()> {
     }
     let res: Resources = serde_json::from_value(doc).map_err(|e| Fail::new(format!("resources: {e}")))?;
     super::cgroup::apply(plan, &res)
-}
-
-fn read_num(dir: Option<&Path>, file: &str) -> u64 {
-    dir.and_then(|d| std::fs::read_to_string(d.join(file)).ok())
-        .and_then(|t| t.split_whitespace().next().and_then(|v| v.parse().ok()))
-        .unwrap_or(0)
-}
-
-fn read_keyed(dir: Option<&Path>, file: &str) -> serde_json::Map<String, Value> {
-    let text = dir.and_then(|d| std::fs::read_to_string(d.join(file)).ok()).unwrap_or_default();
-    text.lines()
-        .filter_map(|l| l.split_once(' '))
-        .filter_map(|(k, v)| v.trim().parse::<u64>().ok().map(|v| (k.to_owned(), json!(v))))
-        .collect()
-}
-
-/// runc's `events --stats` object (cpu, memory, pids) read from the group.
-fn stats(c: &Container) -> Value {
-    let Some(plan) = &c.saved.cgroup else { return json!({}) };
-    if plan.version == 2 {
-        let dir = plan.dirs.first().map(Path::new);
-        let cpu = read_keyed(dir, "cpu.stat");
-        let usec = |k: &str| cpu.get(k).and_then(Value::as_u64).unwrap_or(0) * 1000;
-        return json!({
-            "cpu": {"usage": {"total": usec("usage_usec"), "kernel": usec("system_usec"), "user": usec("user_usec")}},
-            "memory": {"usage": {"usage": read_num(dir, "memory.current"), "limit": read_num(dir, "memory.max")},
-                       "raw": read_keyed(dir, "memory.stat")},
-            "pids": {"current": read_num(dir, "pids.current"), "limit": read_num(dir, "pids.max")},
-        });
-    }
-    let acct = plan.dir("cpuacct");
-    let mem = plan.dir("memory");
-    let pids = plan.dir("pids");
-    let percpu: Vec<u64> = acct
-        .and_then(|d| std::fs::read_to_string(d.join("cpuacct.usage_percpu")).ok())
-        .map(|t| t.split_whitespace().filter_map(|v| v.parse().ok()).collect())
-        .unwrap_or_default();
-    let ticks = read_keyed(acct, "cpuacct.stat");
-    // USER_HZ is 100 on Linux: 10 ms per tick.
-    let ns = |k: &str| ticks.get(k).and_then(Value::as_u64).unwrap_or(0) * 10_000_000;
-    json!({
-        "cpu": {"usage": {"total": read_num(acct, "cpuacct.usage"), "percpu": percpu,
-                          "kernel": ns("system"), "user": ns("user")}},
-        "memory": {"usage": {"usage": read_num(mem, "memory.usage_in_bytes"),
-                             "max": read_num(mem, "memory.max_usage_in_bytes"),
-                             "limit": read_num(mem, "memory.limit_in_bytes"),
-                             "failcnt": read_num(mem, "memory.failcnt")},
-                   "raw": read_keyed(mem, "memory.stat")},
-        "pids": {"current": read_num(pids, "pids.current"), "limit": read_num(pids, "pids.max")},
-    })
-}
-
-pub fn events_cmd(g: &Global, argv: &[String]) -> Result<()> {
-    let p = args::parse(argv, &[args::switch(&["stats"]), args::value(&["interval"])], true)?;
-    let id = p.one_id("events")?;
-    let c = Container::load(g, id)?;
-    if c.status() == Status::Stopped {
-        return Err(Fail::new("container not running"));
-    }
-    if !p.is_set("stats") {
-        return Err(Fail::new("events without --stats is not supported; use --stats"));
-    }
-    let ev = json!({"type": "stats", "id": id, "data": stats(&c)});
-    println!("{ev}");
-    Ok(())
 }
