@@ -1,7 +1,7 @@
 """Start->exit latency of ``/bin/true`` in a container: pyctr-fast against crun,
-runc and two floors.
+runc, udocker (P1 mode; benches/udocker.py) and two floors.
 
-    python -m benches.compare [--quick] [--runs N] [--out docs/benchmarks.md]
+    python -m benches.compare [--quick] [--runs N] [--out docs/benchmarks.md] [--no-udocker]
 
 Method:
 
@@ -46,6 +46,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from benches.rootfs import build_rootfs
+from benches.udocker import NAME as UDOCKER
+from benches.udocker import Udocker
 
 COLD_SLEEP = 0.3
 
@@ -58,6 +60,7 @@ LIMIT_KWARGS = {"mem_limit": "64m", "nano_cpus": 1_000_000_000, "pids_limit": 10
 LIMITED_CLI = "same CLI with `-m 64m --cpus 1 --pids-limit 100` (own cgroup)"
 LIMITED_API = "same API call with those limits (own cgroup)"
 HYBRID_MARKER = "hybrid mode not supported"
+REFERENCE = "`crun run` (default config)"
 
 
 # --------------------------------------------------------------------------- running
@@ -309,7 +312,7 @@ def build_candidates(
                 str(work / "crun-bundle"), ids.next("crun")]  # fmt: skip
 
     version = _first_line([crun, "--version"]) if crun else ""
-    c = Candidate("`crun run` (default config)", lambda: spawn_wait(crun_argv(), env), version)
+    c = Candidate(REFERENCE, lambda: spawn_wait(crun_argv(), env), version)
     c2 = Candidate(
         "`crun --cgroup-manager=disabled run`",
         lambda: spawn_wait(crun_argv("--cgroup-manager=disabled"), env),
@@ -356,6 +359,21 @@ def build_candidates(
         _first_line([runc, "--version"]) if runc else "",
     )
     c.skipped = "runc not installed" if not runc else probe(runc_argv(), env)
+    cands.append(c)
+
+    # udocker (PyPI), P1 mode: a private install in the work directory
+    ud = Udocker(work)
+    ud_argv = ud.run_argv()
+    c = Candidate(UDOCKER, lambda: spawn_wait(ud_argv, ud.env))
+    c.skipped = "not asked for (--no-udocker)" if args.no_udocker else ud.setup(rootfs)
+    c.version = ud.version
+    if c.skipped is None:
+        notes.append(
+            "udocker: pip-installed from PyPI into this run's work directory, the busybox tree "
+            "`udocker import`-ed offline, one container set up with `--execmode=P1`; PRoot is "
+            "Debian's `proot` (udocker's own tools tarball is not reachable here); each start "
+            "is `python -S udocker -q run --nobanner C /bin/true`"
+        )
     cands.append(c)
     return cands, fix
 
@@ -496,7 +514,7 @@ def _workdir_base() -> tuple[str, str]:
     return tmp, f"{_fstype(tmp) or 'unknown fs'} ({tmp})"
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m benches.compare", description=__doc__.split("\n")[0]
     )
@@ -514,16 +532,17 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="never mount a v1 hugetlb hierarchy for crun (skip crun instead)",
     )
+    parser.add_argument(
+        "--no-udocker", action="store_true", help="skip udocker (its set-up uses pip)"
+    )
     parser.add_argument("--seed", type=int, default=None)
-    args = parser.parse_args(argv)  # fmt: skip
-    rounds = args.runs if args.runs is not None else (5 if args.quick else 30)
-    out = args.out if args.out is not None else (None if args.quick else "docs/benchmarks.md")
-    if os.geteuid() != 0:
-        print("benches.compare: containers need root", file=sys.stderr)
-        return 2
-    # A `timeout` (SIGTERM) must still run the clean-up below.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(124))
+    args = parser.parse_args(argv)
+    args.rounds = args.runs if args.runs is not None else (5 if args.quick else 30)
+    return args
 
+
+def collect(args: argparse.Namespace) -> tuple[list[Candidate], str]:
+    """Build, measure and clean up: the candidates with their times, and the report."""
     base, workfs = _workdir_base()
     work = Path(tempfile.mkdtemp(prefix="pyctr-bench-", dir=base))
     notes: list[str] = []
@@ -533,26 +552,45 @@ def main(argv: list[str] | None = None) -> int:
         rootfs = build_rootfs(work / "rootfs")
         cands, fix = build_candidates(work, rootfs, env, args, notes)
         started = time.monotonic()
-        measure(cands, rounds, random.Random(args.seed))
+        measure(cands, args.rounds, random.Random(args.seed))
         notes.append(f"measured in {time.monotonic() - started:.0f} s")
-        report = render(cands, rounds, notes, workfs, "`crun run` (default config)")
+        report = render(cands, args.rounds, notes, workfs, REFERENCE)
     finally:
         if fix is not None:
             fix.undo()
         shutil.rmtree(work, ignore_errors=True)
+    return cands, report
 
-    print(report)
-    if out:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        # Keep the section `python -m benches.runtime` wrote into the same file.
-        from benches.runtime import keep_section
 
-        Path(out).write_text(keep_section(Path(out), report))
-        print(f"written to {out}", file=sys.stderr)
-
+def missing_rows(cands: Sequence[Candidate]) -> list[str]:
+    """Rows that were measured but have no number, and our rows that were skipped."""
     ours = [c for c in cands if c.name.startswith("`pyctr")]
     missing = [c.name for c in cands if c.skipped is None and (c.error or not c.cold or not c.warm)]
-    missing += [f"{c.name} (skipped: {c.skipped})" for c in ours if c.skipped is not None]
+    return missing + [f"{c.name} (skipped: {c.skipped})" for c in ours if c.skipped is not None]
+
+
+def write_report(out: str, report: str) -> None:
+    """Write ``report`` to ``out``, keeping the sections other modules wrote there."""
+    from benches.runtime import keep_section
+
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(keep_section(Path(out), report))
+    print(f"written to {out}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    out = args.out if args.out is not None else (None if args.quick else "docs/benchmarks.md")
+    if os.geteuid() != 0:
+        print("benches.compare: containers need root", file=sys.stderr)
+        return 2
+    # A `timeout` (SIGTERM) must still run the clean-up below.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(124))
+    cands, report = collect(args)
+    print(report)
+    if out:
+        write_report(out, report)
+    missing = missing_rows(cands)
     if args.quick and missing:
         print("benches.compare: rows without a number: " + "; ".join(missing), file=sys.stderr)
         return 1

@@ -127,31 +127,46 @@ def fmt_stats(s: Stats | None, ref: Stats | None) -> list[str]:
     return [f"{s.median:.1f}", f"{s.min:.1f}-{s.max:.1f}", f"{s.mean:.1f}{sd}", ratio]
 
 
-def section_of(doc: str) -> str | None:
-    """This benchmark's section of a markdown file (markers included), if any."""
-    start = doc.find(SECTION_BEGIN)
-    end = doc.find(SECTION_END, start)
+def markers(name: str) -> tuple[str, str]:
+    """The begin and end markers of module ``name``'s section of a markdown file."""
+    return f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+
+
+#: The sections other modules splice into docs/benchmarks.md, which
+#: benches.compare (rewriting the whole file) keeps.
+KEPT_SECTIONS = ("benches.runtime", "benches.throughput", "benches.phases", "benches.report")
+
+
+def section_of(doc: str, name: str = "benches.runtime") -> str | None:
+    """Module ``name``'s section of a markdown file (markers included), if any."""
+    begin, end_marker = markers(name)
+    start = doc.find(begin)
+    end = doc.find(end_marker, start)
     if start < 0 or end < 0:
         return None
-    return doc[start : end + len(SECTION_END)]
+    return doc[start : end + len(end_marker)]
 
 
-def splice(doc: str, section: str) -> str:
+def splice(doc: str, section: str, name: str = "benches.runtime") -> str:
     """``doc`` with its section replaced by ``section`` (appended when absent)."""
-    old = section_of(doc)
+    old = section_of(doc, name)
     if old is not None:
         return doc.replace(old, section, 1)
     return doc.rstrip("\n") + ("\n\n" if doc.strip() else "") + section + "\n"
 
 
 def keep_section(path: Path, new_doc: str) -> str:
-    """``new_doc`` plus the section that ``path`` already holds (for benches.compare,
-    which rewrites the whole file)."""
+    """``new_doc`` plus the sections that ``path`` already holds (for
+    benches.compare, which rewrites the whole file)."""
     try:
-        old = section_of(path.read_text())
+        text = path.read_text()
     except OSError:
-        old = None
-    return splice(new_doc, old) if old and section_of(new_doc) is None else new_doc
+        return new_doc
+    for name in KEPT_SECTIONS:
+        old = section_of(text, name)
+        if old and section_of(new_doc, name) is None:
+            new_doc = splice(new_doc, old, name)
+    return new_doc
 
 
 # --------------------------------------------------------------------------- runtimes

@@ -189,6 +189,13 @@ def cgroup_remove(plan: str, prune_parent: bool = False) -> None:
     """Remove the group's directories (retried while busy for 2 s); with
     ``prune_parent`` also each one's parent when it is empty."""
 
+def cgroup_v2_devices_attach(dir: str, rules: str, container: bool = False) -> None:
+    """Test hook: attach the cgroup v2 device eBPF program for ``rules`` (an
+    OCI ``linux.resources.devices`` list as JSON) to the cgroup2 directory
+    ``dir``; with ``container`` the runtime's whole list (deny all,
+    ``rules``, runc's default allow list).  Raises ContainerError (step
+    ``devices``, errno, path)."""
+
 # Networking over rtnetlink (rust/src/net.rs).  A network namespace is a
 # path (``/proc/PID/ns/net``, ``/run/netns/NAME``) or a descriptor the caller
 # keeps (an int).  Interface names are at most 15 bytes; a bad one raises

@@ -222,7 +222,7 @@ def _native_call(verb: str, plan: CgroupPlan, call: Callable[[str], None]) -> No
     except ContainerError as err:
         path = getattr(err, "path", None) or ""
         code = getattr(err, "errno", 0) or 0
-        if code and path:
+        if code and path and getattr(err, "step", "") != "devices":  # devices: say which rule
             raise UserError(f"cannot {verb} cgroup {path}: {os.strerror(code)}") from None
         raise UserError(f"cannot {verb} cgroup: {err}") from None
 

@@ -4,7 +4,7 @@
 
 use pyo3::prelude::*;
 
-use pyctr_core::cgroups::{manager, Manager, Plan, Resources};
+use pyctr_core::cgroups::{devices, manager, Manager, Plan, Resources};
 
 use crate::to_py;
 
@@ -44,10 +44,27 @@ fn cgroup_remove(py: Python<'_>, plan: &str, prune_parent: bool) -> PyResult<()>
     with_manager(py, plan, |m| m.remove(prune_parent))
 }
 
+/// Test hook: attach the cgroup v2 device program for `rules` (an OCI
+/// `linux.resources.devices` list as JSON) to the cgroup2 directory `dir`;
+/// with `container`, the list the runtime enforces (deny all, `rules`, the
+/// default allow list).
+#[pyfunction]
+#[pyo3(signature = (dir, rules, container=false))]
+fn cgroup_v2_devices_attach(py: Python<'_>, dir: &str, rules: &str, container: bool) -> PyResult<()> {
+    py.allow_threads(|| {
+        let rules: Vec<devices::Rule> =
+            serde_json::from_str(rules).map_err(|e| pyctr_core::Error::msg("devices", e.to_string()))?;
+        let rules = if container { devices::container_rules(&rules, &[])? } else { rules };
+        devices::install(std::path::Path::new(dir), &rules)
+    })
+    .map_err(|e| to_py(py, e))
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(cgroup_create, m)?)?;
     m.add_function(wrap_pyfunction!(cgroup_update, m)?)?;
     m.add_function(wrap_pyfunction!(cgroup_freeze, m)?)?;
     m.add_function(wrap_pyfunction!(cgroup_remove, m)?)?;
+    m.add_function(wrap_pyfunction!(cgroup_v2_devices_attach, m)?)?;
     Ok(())
 }

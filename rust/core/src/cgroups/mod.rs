@@ -11,6 +11,8 @@
 //! driver would be a third implementation that asks systemd for a scope
 //! instead, behind the same four operations.
 
+pub mod devices;
+pub mod devices_bpf;
 pub mod fs;
 pub mod layout;
 pub mod resources;
@@ -73,11 +75,26 @@ pub trait Manager {
     /// Freeze (`true`) or thaw the group's processes and wait until done.
     fn freeze(&self, frozen: bool) -> Result<()>;
 
-    /// Make the group (and missing ancestors) and write `res`; on failure
-    /// nothing made here is left.
+    /// Enforce the device rules (`linux.resources.devices`, in order) on the
+    /// new group.  v2 attaches an eBPF program ([`devices`]); v1 does
+    /// nothing here (the runtime writes `devices.allow`/`devices.deny`
+    /// itself, the engine plans no devices group).  Only [`Manager::create`]
+    /// calls this: `update` leaves the devices as they are.
+    fn apply_devices(&self, _rules: &[devices::Rule]) -> Result<()> {
+        Ok(())
+    }
+
+    /// Make the group (and missing ancestors), write `res` and enforce its
+    /// device rules (if any); on failure nothing made here is left.
     fn create(&self, res: &Resources) -> Result<()> {
         let mut made = Vec::new();
-        let result = self.make(&mut made).and_then(|()| self.apply(res));
+        let result = self.make(&mut made).and_then(|()| self.apply(res)).and_then(|()| {
+            if res.devices.is_empty() {
+                Ok(())
+            } else {
+                self.apply_devices(&res.devices)
+            }
+        });
         if result.is_err() {
             fs::unmake(&made);
         }

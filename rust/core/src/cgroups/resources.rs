@@ -17,6 +17,9 @@ pub struct Resources {
     pub block_io: Option<BlockIo>,
     /// cgroup v2 files written as given (`"memory.high": "1G"`).
     pub unified: BTreeMap<String, String>,
+    /// Device rules in order; enforced when the group is made (on v2: an
+    /// eBPF program, [`super::devices`]), not by `update`.
+    pub devices: Vec<super::devices::Rule>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -125,6 +128,8 @@ mod tests {
         let io = r.block_io.unwrap();
         assert_eq!(io.weight, Some(500));
         assert_eq!(io.throttle_read_iops_device[0].rate, 10);
+        assert_eq!(r.devices.len(), 1);
+        assert!(!r.devices[0].allow);
     }
 
     #[test]

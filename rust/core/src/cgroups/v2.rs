@@ -1,10 +1,11 @@
 //! cgroup v2: one directory in the unified hierarchy; controllers are
-//! enabled top-down in each ancestor's `cgroup.subtree_control`.
+//! enabled top-down in each ancestor's `cgroup.subtree_control`.  Device
+//! rules become an eBPF program attached to the directory (`devices.rs`).
 
 use std::path::{Path, PathBuf};
 
 use super::resources::{self, Memory, Resources};
-use super::{fs, Manager, Plan, FREEZE_TIMEOUT};
+use super::{devices, fs, Manager, Plan, FREEZE_TIMEOUT};
 use crate::errors::{Error, Result};
 
 pub struct V2 {
@@ -166,6 +167,12 @@ impl Manager for V2 {
             fs::write(self.file(name, "a unified resource")?, name, value)?;
         }
         Ok(())
+    }
+
+    /// cgroup v2 has no devices controller: the rules become an eBPF
+    /// program attached to the group's directory.
+    fn apply_devices(&self, rules: &[devices::Rule]) -> Result<()> {
+        devices::install(&self.dir, rules)
     }
 
     fn freeze(&self, frozen: bool) -> Result<()> {

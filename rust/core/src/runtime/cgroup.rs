@@ -1,40 +1,15 @@
 //! The container's cgroup for the runtime: planned from `linux.cgroupsPath`
 //! ([`crate::cgroups::layout`]), made with `linux.resources` by the core's
-//! driver, plus the v1 devices controller's rules (deny all, then the spec's
-//! rules in order, then the devices every container needs).
-
-use serde::Deserialize;
+//! driver, plus the device rules (deny all, then the spec's rules in order,
+//! the spec's `linux.devices`, then the devices every container needs): on
+//! v1 written to the devices controller here, on v2 handed to the driver,
+//! which attaches them as an eBPF program when it makes the group.
 
 use super::{Fail, Result};
+use crate::cgroups::devices::{container_rules, Rule as DeviceRule, DEFAULT_ALLOW};
 use crate::cgroups::layout::Layout;
 use crate::cgroups::{fs, manager, Plan, Resources};
 use crate::spec::Spec;
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct DeviceRule {
-    allow: bool,
-    #[serde(rename = "type")]
-    kind: Option<String>,
-    major: Option<i64>,
-    minor: Option<i64>,
-    access: Option<String>,
-}
-
-/// What runc allows every container besides the spec's rules.
-const DEFAULT_ALLOW: [&str; 11] = [
-    "c *:* m",
-    "b *:* m",
-    "c 1:3 rwm",
-    "c 1:5 rwm",
-    "c 1:7 rwm",
-    "c 1:8 rwm",
-    "c 1:9 rwm",
-    "c 5:0 rwm",
-    "c 5:1 rwm",
-    "c 5:2 rwm",
-    "c 136:* rwm",
-];
 
 fn rule_text(kind: &str, major: Option<i64>, minor: Option<i64>, access: &str) -> String {
     let num = |n: Option<i64>| n.filter(|n| *n >= 0).map_or("*".to_owned(), |n| n.to_string());
@@ -51,12 +26,16 @@ pub fn plan(spec: &Spec, id: &str) -> Result<Plan> {
 /// nothing made here is left.
 pub fn create(plan: &Plan, spec: &Spec, value: &serde_json::Value) -> Result<()> {
     let res_value = value.pointer("/linux/resources").cloned().unwrap_or(serde_json::Value::Null);
-    let res: Resources = if res_value.is_null() {
+    let mut res: Resources = if res_value.is_null() {
         Resources::default()
     } else {
         serde_json::from_value(res_value.clone())
             .map_err(|e| Fail::new(format!("config.json: linux.resources: {e}")))?
     };
+    if plan.version == 2 {
+        res.devices = container_rules(&res.devices, &spec.linux().devices)
+            .map_err(|e| Fail::new(format!("cgroup devices: {e}")))?;
+    }
     let m = manager(plan.clone())?;
     m.create(&res).map_err(|e| Fail::new(format!("cgroup: {e}")))?;
     if let Err(e) = devices(plan, spec, &res_value) {
