@@ -81,10 +81,25 @@ def test_busy_loop_uses_a_whole_cpu_unlimited_and_half_or_a_quarter_under_quota(
     tries = measure_cpu_settled(ctrs, [free, half, quarter], good)
     report = "\n".join(map(str, tries))
     print(f"\ncpu: unlimited / --cpu-quota 50000 / --cpus 0.25:\n{report}")
-    usage = tries[-1].percent
-    assert usage[free] >= 80, report
-    assert _within(usage[half], 50, 10), report
-    assert _within(usage[quarter], 25, 10), report
+    last = tries[-1]
+    usage = last.percent
+    # What holds whatever else the machine runs: the quotas cap, and the
+    # unlimited group is never throttled.
+    assert usage[half] <= 60 and usage[quarter] <= 35, report
+    throttled = {
+        cid: int(cgroup_file(ctrs, cid, "cpu", "cpu.stat").split("nr_throttled")[1].split()[0])
+        for cid in (free, half, quarter)
+    }
+    assert throttled[free] == 0, throttled
+    # The shares themselves, unless other work (builds, other test sessions)
+    # took the CPU: CPU 0 is the unlimited one's, CPU 1 the capped pair's.
+    other = [last.host_busy[0] - usage[free], last.host_busy[1] - usage[half] - usage[quarter]]
+    if other[0] < 15:
+        assert usage[free] >= 80, report
+    if other[1] < 15:
+        assert throttled[half] > 0 and throttled[quarter] > 0, throttled
+        assert _within(usage[half], 50, 10), report
+        assert _within(usage[quarter], 25, 10), report
 
 
 def test_cpu_shares_split_one_cpu_in_the_ratio_of_the_shares(ctrs: Ctrs) -> None:
