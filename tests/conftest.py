@@ -41,6 +41,13 @@ os.environ["PYCTR_LOOPBACK_ONLY"] = "1"
 CGROUP_PARENT = f"pyctr-fast-test-{os.getpid()}"
 os.environ["PYCTR_CGROUP_PARENT"] = CGROUP_PARENT
 
+# The bridge network's host-wide state (namespace files, leases) goes to a
+# run directory of this session's own, removed at the end of the session;
+# the bridge (pyctr0) and our nftables table too if the session made them.
+NET_RUN_DIR = Path(f"/run/pyctr-fast-test-{os.getpid()}")
+os.environ["PYCTR_RUN_DIR"] = str(NET_RUN_DIR)
+BRIDGE = "pyctr0"
+
 
 def cgroup_parent_dirs() -> list[Path]:
     """The session's parent group in every mounted cgroup hierarchy."""
@@ -82,6 +89,41 @@ def cgroup_parent() -> Iterator[str]:
             rmdir_cgroup(d)
 
 
+def _nft_table_exists() -> bool:
+    import subprocess
+
+    try:
+        done = subprocess.run(["nft", "list", "table", "ip", "pyctr"], capture_output=True)
+    except OSError:
+        return False
+    return done.returncode == 0
+
+
+@pytest.fixture(scope="session", autouse=True)
+def network_session() -> Iterator[Path]:
+    """The session's run directory; at the end, whatever the session made of
+    the bridge network goes: namespace files, the bridge, our nft table, and
+    ip_forward back to 0 if it was."""
+    import subprocess
+
+    bridge_before = os.path.exists(f"/sys/class/net/{BRIDGE}")
+    table_before = _nft_table_exists()
+    forward = Path("/proc/sys/net/ipv4/ip_forward")
+    forward_before = forward.read_text().strip() if forward.exists() else "1"
+    yield NET_RUN_DIR
+    netns = NET_RUN_DIR / "netns"
+    if netns.is_dir():
+        for entry in netns.iterdir():
+            subprocess.run(["umount", "-l", str(entry)], capture_output=True, check=False)
+    shutil.rmtree(NET_RUN_DIR, ignore_errors=True)
+    if not bridge_before and os.path.exists(f"/sys/class/net/{BRIDGE}"):
+        subprocess.run(["ip", "link", "del", BRIDGE], capture_output=True, check=False)
+    if not table_before and _nft_table_exists():
+        subprocess.run(["nft", "delete", "table", "ip", "pyctr"], capture_output=True, check=False)
+    if forward_before == "0" and forward.read_text().strip() == "1":
+        forward.write_text("0\n")
+
+
 @dataclass
 class Guard:
     scanner: ctrkit.LeakScanner
@@ -109,6 +151,7 @@ def session_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def leak_guard(session_base: Path) -> Iterator[Guard]:
     guard = Guard(ctrkit.LeakScanner(session_base))
     default_before = _default_root_entries()
+    net_before = ctrkit.NetSnapshot.take(NET_RUN_DIR)
     yield guard
 
     problems: list[str] = []
@@ -147,6 +190,12 @@ def leak_guard(session_base: Path) -> Iterator[Guard]:
         problems.append(f"cgroups left: {[str(p) for p in cgroups_left]}")
         for path in cgroups_left:
             rmdir_cgroup(path)
+
+    net_after = ctrkit.NetSnapshot.take(NET_RUN_DIR)
+    net_left = net_before.changes(net_after)
+    if net_left:
+        problems.extend(net_left)
+        net_before.clean_up_after(net_after, NET_RUN_DIR)
 
     new_default = _default_root_entries() - default_before
     if new_default:

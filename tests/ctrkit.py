@@ -776,3 +776,71 @@ def snapshot_tree(path: Path) -> dict[str, tuple[int, int, int, bytes | str | No
     st = os.lstat(path)
     out["."] = (st.st_mode, 0, st.st_mtime_ns, None)
     return out
+
+
+# --------------------------------------------------------------------------- networking
+
+
+@dataclass(frozen=True)
+class NetSnapshot:
+    """What the bridge network leaves on the host: veth links on the
+    engine's bridge ``pyctr0`` (never anybody else's), namespace files under
+    the run directory, address leases."""
+
+    veths: frozenset[str]
+    netns_files: frozenset[str]
+    leases: tuple[tuple[str, str], ...]
+
+    @staticmethod
+    def take(run_dir: Path) -> NetSnapshot:
+        try:
+            names = os.listdir("/sys/class/net")
+        except OSError:
+            names = []
+        links = frozenset(
+            n
+            for n in names
+            if n.startswith("veth")
+            and os.path.basename(_readlink(f"/sys/class/net/{n}/master") or "") == "pyctr0"
+        )
+        try:
+            files = frozenset(os.listdir(run_dir / "netns"))
+        except OSError:
+            files = frozenset()
+        leases: tuple[tuple[str, str], ...] = ()
+        table = run_dir / "networks" / "ipam" / "bridge.json"
+        try:
+            import json
+
+            leases = tuple(sorted(json.loads(table.read_text()).get("leases", {}).items()))
+        except (OSError, ValueError):
+            pass
+        return NetSnapshot(links, files, leases)
+
+    def changes(self, later: NetSnapshot) -> list[str]:
+        out = []
+        if later.veths - self.veths:
+            out.append(f"veth links left: {sorted(later.veths - self.veths)}")
+        if later.netns_files - self.netns_files:
+            out.append(f"netns files left: {sorted(later.netns_files - self.netns_files)}")
+        if set(later.leases) - set(self.leases):
+            out.append(f"address leases left: {sorted(set(later.leases) - set(self.leases))}")
+        return out
+
+    def clean_up_after(self, later: NetSnapshot, run_dir: Path) -> None:
+        """Undo what ``later`` has beyond this snapshot (only our names)."""
+        for name in later.veths - self.veths:
+            subprocess.run(["ip", "link", "del", name], capture_output=True, check=False)
+        for name in later.netns_files - self.netns_files:
+            path = run_dir / "netns" / name
+            subprocess.run(["umount", "-l", str(path)], capture_output=True, check=False)
+            path.unlink(missing_ok=True)
+        extra = set(later.leases) - set(self.leases)
+        table = run_dir / "networks" / "ipam" / "bridge.json"
+        if extra and table.exists():
+            import json
+
+            doc = json.loads(table.read_text())
+            for address, _ in extra:
+                doc.get("leases", {}).pop(address, None)
+            table.write_text(json.dumps(doc))

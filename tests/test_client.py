@@ -128,10 +128,23 @@ def test_command_strings_are_split_like_docker_py_and_a_list_entrypoint_prefixes
 def test_unknown_and_unsupported_keywords_raise_type_error() -> None:
     with pytest.raises(TypeError, match="unexpected keyword argument 'bogus'"):
         build_options("run", "img", None, {"bogus": 1})
-    with pytest.raises(TypeError, match="'ports' is not supported"):
-        build_options("run", "img", None, {"ports": {"80/tcp": 8080}})
+    with pytest.raises(TypeError, match="'publish_all_ports' is not supported"):
+        build_options("run", "img", None, {"publish_all_ports": True})
     with pytest.raises(TypeError, match="image or a rootfs"):
         build_options("run", None, None, {})
+
+
+def test_ports_become_publish_specs() -> None:
+    ports = {"80/tcp": 8080, "53/udp": ("127.0.0.1", 5353), "90": None, 91: [8081, 8082]}
+    opts, _ = build_options("run", "img", None, {"ports": ports, "network_mode": "bridge"})
+    assert opts.publish == (
+        "8080:80/tcp",
+        "127.0.0.1:5353:53/udp",
+        "90/tcp",
+        "8081:91/tcp",
+        "8082:91/tcp",
+    )
+    assert opts.network == "bridge"
 
 
 def test_from_env_honours_the_root_argument_then_pyctr_root(tmp_path: Path) -> None:

@@ -91,9 +91,17 @@ def rootfs(tmp_path: Any) -> str:
     return str(root)
 
 
-def build(rootfs: str, *command: str, environ: dict[str, str] | None = None, **kw: Any) -> Any:
+def build(
+    rootfs: str,
+    *command: str,
+    environ: dict[str, str] | None = None,
+    netns: str | None = None,
+    **kw: Any,
+) -> Any:
     opts = RunOptions(rootfs, command or ("true",), **kw)
-    return build_spec(opts, container_id=CID, container_dir=STATE, environ=environ or {})
+    return build_spec(
+        opts, container_id=CID, container_dir=STATE, environ=environ or {}, netns=netns
+    )
 
 
 def mount_at(spec: Any, dest: str) -> Any:
@@ -228,9 +236,20 @@ def test_own_network_namespace_gets_dockers_unprivileged_port_and_ping_sysctls(
             assert sysctl[key] == value
 
 
-def test_unsupported_network_mode_is_an_error(rootfs: str) -> None:
-    with fails('network mode "bridge" is not supported yet'):
-        build(rootfs, network="bridge")
+def test_unknown_network_mode_is_an_error(rootfs: str) -> None:
+    with fails('network "mynet" not found: use --network none, host, bridge or container:NAME'):
+        build(rootfs, network="mynet")
+    with fails('invalid network mode "container:": container name is empty'):
+        build(rootfs, network="container:")
+
+
+def test_a_bridge_or_joined_network_namespace_is_given_by_path(rootfs: str) -> None:
+    spec = build(rootfs, network="bridge", netns="/run/pyctr-fast/netns/" + CID)
+    (net,) = [ns for ns in spec["linux"]["namespaces"] if ns["type"] == "network"]
+    assert net == {"type": "network", "path": "/run/pyctr-fast/netns/" + CID}
+    assert "net.ipv4.ip_unprivileged_port_start" in spec["linux"].get("sysctl", {}) or not (
+        os.path.exists("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+    )
 
 
 # --- hostname, name, id -----------------------------------------------------------

@@ -254,3 +254,19 @@ def net_links(netns: str | int | None = None) -> list[LinkInfo]:
 
 def net_addrs(netns: str | int | None = None) -> list[tuple[int, str]]:
     """Every IPv4 address in ``netns`` as ``(ifindex, "a.b.c.d/prefix")``."""
+
+def net_netns_create(path: str) -> None:
+    """Make a new network namespace and bind-mount it onto ``path`` (created
+    here; it must not exist), as ``ip netns add`` does.  A short-lived
+    thread unshares it; the caller's namespaces never change.  On failure no
+    file or mount is left."""
+
+def net_netns_remove(path: str) -> bool:
+    """Unmount (lazily) and unlink a namespace file made by
+    :func:`net_netns_create`; False if there was none."""
+
+def net_teardown(cdir: str) -> None:
+    """Undo ``<cdir>/network.json`` (pyctr_fast.network): delete the veth,
+    remove the namespace file, release the address lease, then remove the
+    record.  Idempotent; no record: nothing to do.  Every step is tried; the
+    first failure is raised."""

@@ -55,8 +55,18 @@ RUN_FLAGS: tuple[Flag, ...] = (
     Flag("log-driver", VALUE, 'Logging driver for the container (only "json-file")'),
     Flag("log-opt", LIST, "Log driver options (max-size, max-file)"),
     Flag("name", VALUE, "Assign a name to the container"),
-    Flag("network", VALUE, 'Connect a container to a network: "none" (default) or "host"'),
+    Flag(
+        "network",
+        VALUE,
+        'Connect a container to a network: "none" (default), "host", "bridge" or "container:NAME"',
+    ),
     Flag("net", VALUE, "Alias of --network", dest="network"),
+    Flag(
+        "publish",
+        LIST,
+        "Publish a container's port to the host ([IP:][HOSTPORT:]PORT[/udp]; bridge network)",
+        short="p",
+    ),
     Flag("platform", VALUE, "Set platform if server is multi-platform capable"),
     Flag("privileged", BOOL, "Give extended privileges to this container"),
     Flag("pull", VALUE, 'Pull image before running ("always", "missing", "never")'),
@@ -201,6 +211,7 @@ def options_from_run_args(args: Sequence[str]) -> tuple[RunOptions | None, Parse
         limits=limits,
         cgroup_parent=parsed.value("cgroup-parent") or None,
         security_opt=parsed.values("security-opt"),
+        publish=parsed.values("publish"),
     )
     return opts, parsed
 

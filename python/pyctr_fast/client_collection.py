@@ -103,7 +103,8 @@ class ContainerCollection:
         missing) or ``rootfs=`` (a directory, the CLI's ``--rootfs``; pass
         ``image=None``) and docker-py's keywords: ``environment``,
         ``volumes``, ``name``, ``entrypoint``, ``working_dir``, ``user``,
-        ``hostname``, ``network_mode`` (``none`` (default) or ``host``),
+        ``hostname``, ``network_mode`` (``none`` (default), ``host``, ``bridge``
+        or ``container:NAME``),
         ``cap_add``, ``cap_drop``, ``privileged``, ``read_only``, ``tty``,
         ``stdin_open``, ``restart_policy``, ``stop_signal``, ``labels``,
         the resource keywords (``mem_limit``, ``nano_cpus``, ``cpu_quota``,

@@ -67,7 +67,7 @@ KNOWN_KWARGS = (
     frozenset(
         (
             "auto_remove cap_add cap_drop cgroup_parent entrypoint environment hostname labels "
-            "log_config name network_disabled network_mode platform privileged read_only "
+            "log_config name network_disabled network_mode platform ports privileged read_only "
             "restart_policy stdin_open stop_signal stop_timeout tmpfs tty user volumes working_dir"
         ).split()
     )
@@ -81,7 +81,7 @@ UNSUPPORTED_KWARGS = frozenset(
         "device_cgroup_rules device_requests devices dns dns_opt dns_search domainname "
         "extra_hosts group_add healthcheck init init_path ipc_mode isolation kernel_memory "
         "links lxc_conf mac_address mounts network networking_config oom_score_adj pid_mode "
-        "ports publish_all_ports runtime security_opt shm_size storage_opt "
+        "publish_all_ports runtime security_opt shm_size storage_opt "
         "sysctls ulimits use_config_proxy userns_mode uts_mode volume_driver volumes_from"
     ).split()
 )
@@ -223,6 +223,25 @@ def _fields() -> frozenset[str]:
     return frozenset(RunOptions.__slots__)
 
 
+def publish_specs(ports: Mapping[Any, Any]) -> list[str]:
+    """docker-py's ``ports`` (``{"80/tcp": 8080, "53/udp": ("127.0.0.1", 5353),
+    "90": None, 91: [8081, 8082]}``) as ``-p`` specs."""
+    specs = []
+    for key, value in ports.items():
+        port, _, proto = str(key).partition("/")
+        target = f"{port}/{proto or 'tcp'}"
+        for one in value if isinstance(value, list) else [value]:
+            if one is None:
+                specs.append(target)
+            elif isinstance(one, tuple):
+                ip = str(one[0])
+                host = str(one[1]) if len(one) > 1 and one[1] is not None else ""
+                specs.append(f"{ip}:{host}:{target}")
+            else:
+                specs.append(f"{one}:{target}")
+    return specs
+
+
 def build_options(
     method: str,
     image: str | None,
@@ -273,6 +292,8 @@ def build_options(
         more["limits"] = limits_from_kwargs(kwargs)
     if kwargs.get("cgroup_parent"):
         more["cgroup_parent"] = str(kwargs["cgroup_parent"])
+    if kwargs.get("ports"):
+        more["publish"] = publish_specs(kwargs["ports"])
     for key, value in optional.items():
         if value is None:
             continue

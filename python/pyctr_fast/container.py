@@ -194,9 +194,19 @@ def prepare(
     from .spec import build_spec
 
     bundle = container_dir(state_root, cid)
+    netns = None
+    if opts.network not in ("none", "host"):
+        from .network import check_mode, namespace_path
+
+        netns = namespace_path(check_mode(opts.network), state_root, cid, environ)
     if opts.image is None:
         spec = build_spec(
-            opts, container_id=cid, container_dir=bundle, environ=environ, supervised=supervised
+            opts,
+            container_id=cid,
+            container_dir=bundle,
+            environ=environ,
+            supervised=supervised,
+            netns=netns,
         )
         config = compact_json.dumps(spec)
         trace.mark("python: spec built")
@@ -224,6 +234,7 @@ def prepare(
             environ=environ,
             image=image,
             supervised=supervised,
+            netns=netns,
         )
         config = compact_json.dumps(spec)
         _make_dir(bundle)
@@ -398,6 +409,8 @@ def run_container(
     reg = _Registration(prep.bundle)
     plan = None
     try:
+        if opts.network == "bridge":
+            _attach_network(prep, opts, environ)
         extra: dict[str, Any] = {}
         if prep.overlay is not None:
             extra["overlay"] = prep.overlay
@@ -420,6 +433,9 @@ def run_container(
         # last descriptor of an unlinked file costs milliseconds here (ext4
         # orphan handling), and waiters then read the final state.
         os.close(lock)
+        if opts.network == "bridge":
+            _detach_network(prep.bundle)
+            trace.mark("python: network detached")
         if plan is not None:
             from . import cgroups
 
@@ -430,6 +446,30 @@ def run_container(
         remove_dir(prep.bundle)
         release_name(state_root, name, cid)
         trace.mark("python: container dir removed")
+
+
+def _attach_network(prep: Prepared, opts: RunOptions, environ: Mapping[str, str] | None) -> None:
+    """The bridge endpoint of a foreground container (see :mod:`pyctr_fast.network`)."""
+    from .network import attach
+
+    publish = None
+    if opts.publish:
+        from .ports import parse_publish
+
+        publish = [parse_publish(p) for p in opts.publish]
+    netns = next(ns["path"] for ns in prep.spec["linux"]["namespaces"] if ns["type"] == "network")
+    hostname = prep.spec.get("hostname")
+    attach(prep.cid, prep.bundle, netns, hostname=hostname, publish=publish, environ=environ)
+    trace.mark("python: network attached")
+
+
+def _detach_network(bundle: str) -> None:
+    from .network import detach
+
+    try:
+        detach(bundle)
+    except UserError as err:
+        print(f"pyctr-fast: {err}", file=sys.stderr)
 
 
 def _foreground_cgroup(prep: Prepared) -> CgroupPlan:

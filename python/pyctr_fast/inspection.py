@@ -163,43 +163,67 @@ def _namespaces(spec: dict[str, Any], pid: int) -> dict[str, str]:
     return out
 
 
-def _network_settings(mode: str, pid: int) -> dict[str, Any]:
+def _network_settings(mode: str, pid: int, ep: dict[str, Any] | None) -> dict[str, Any]:
+    """Docker's ``NetworkSettings``; ``ep`` is the bridge endpoint
+    (``network.json``) while the container has one."""
+    ep = ep or {}
+    ip = str(ep.get("ip") or "")
+    prefix = int(ep.get("prefix") or 0) if ip else 0
+    gateway = str(ep.get("gateway") or "") if ip else ""
+    mac = str(ep.get("mac") or "") if ip else ""
+    endpoint_id = str(ep.get("veth") or "") if ip else ""
+    sandbox = str(ep.get("netns") or "") or (f"/proc/{pid}/ns/net" if pid > 0 else "")
     endpoint = {
         "IPAMConfig": None,
         "Links": None,
         "Aliases": None,
-        "MacAddress": "",
+        "MacAddress": mac,
         "NetworkID": mode,
-        "EndpointID": "",
-        "Gateway": "",
-        "IPAddress": "",
-        "IPPrefixLen": 0,
+        "EndpointID": endpoint_id,
+        "Gateway": gateway,
+        "IPAddress": ip,
+        "IPPrefixLen": prefix,
         "IPv6Gateway": "",
         "GlobalIPv6Address": "",
         "GlobalIPv6PrefixLen": 0,
         "DriverOpts": None,
         "DNSNames": None,
     }
+    networks = {} if mode.startswith("container:") else {mode: endpoint}
     return {
-        "Bridge": "",
+        "Bridge": str(ep.get("bridge") or "") if ip else "",
         "SandboxID": "",
-        "SandboxKey": f"/proc/{pid}/ns/net" if pid > 0 else "",
-        "Ports": {},
+        "SandboxKey": sandbox,
+        "Ports": _ports(ep),
         "HairpinMode": False,
         "LinkLocalIPv6Address": "",
         "LinkLocalIPv6PrefixLen": 0,
         "SecondaryIPAddresses": None,
         "SecondaryIPv6Addresses": None,
-        "EndpointID": "",
-        "Gateway": "",
+        "EndpointID": endpoint_id,
+        "Gateway": gateway,
         "GlobalIPv6Address": "",
         "GlobalIPv6PrefixLen": 0,
-        "IPAddress": "",
-        "IPPrefixLen": 0,
+        "IPAddress": ip,
+        "IPPrefixLen": prefix,
         "IPv6Gateway": "",
-        "MacAddress": "",
-        "Networks": {mode: endpoint},
+        "MacAddress": mac,
+        "Networks": networks,
     }
+
+
+def _ports(ep: dict[str, Any]) -> dict[str, Any]:
+    if not ep.get("ports"):
+        return {}
+    from .ports import describe
+
+    return describe(ep["ports"])
+
+
+def _endpoint(rec: Record) -> dict[str, Any] | None:
+    from .network import endpoint
+
+    return endpoint(rec.dir)
 
 
 #: container.json keys that are not Docker's (left out of ``inspect``).
@@ -271,7 +295,7 @@ def inspect_container(rec: Record, *, size: bool = False) -> dict[str, Any]:
         "GraphDriver": graph,
         "Mounts": _user_binds(rec, spec),
         "Config": None,
-        "NetworkSettings": _network_settings(mode, pid),
+        "NetworkSettings": _network_settings(mode, pid, _endpoint(rec) if pid > 0 else None),
         "Namespaces": _namespaces(spec, pid),
     }
     for key, value in rec.container.items():

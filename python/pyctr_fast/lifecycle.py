@@ -164,10 +164,25 @@ def _make_cgroup(rec: Record) -> cgroups.CgroupPlan | None:
     return plan
 
 
+def _attach_network(rec: Record) -> None:
+    from .network import attach_record
+
+    attach_record(rec)
+
+
+def _detach_network(rec: Record) -> None:
+    from . import network
+
+    with sv.suppress(UserError):
+        network.detach(rec.dir)
+
+
 def _failed_start(rec: Record, plan: cgroups.CgroupPlan | None, err: BaseException) -> None:
-    """Undo a start that failed: no supervisor, no process, no cgroup; the
-    state says why (Docker keeps the container, with the exit status)."""
+    """Undo a start that failed: no supervisor, no process, no cgroup, no
+    network endpoint; the state says why (Docker keeps the container, with
+    the exit status)."""
     sv.wait_supervisor(rec.dir, SUPERVISOR_GRACE)
+    _detach_network(rec)
     if plan is not None:
         with sv.suppress(UserError):
             cgroups.remove(plan)
@@ -201,6 +216,7 @@ def _start_locked(rec: Record, attach: bool) -> Supervised | None:
     plan = _make_cgroup(rec)
     trace.mark("python: cgroups made")
     try:
+        _attach_network(rec)
         sv.FORKS.ensure_binary(rec.root)
         with sv.FORKS.forking_allowed():
             supervised = _native.start_supervisor(rec.root, rec.dir, attach=attach)
@@ -285,6 +301,7 @@ def stop(root: str | None, ref: str, timeout: int | None = None, signal: str | N
     grace = sv.stop_timeout(fresh, timeout)
     sv.end_process(fresh, sig, None if grace < 0 else float(grace))
     sv.finish(fresh)
+    _detach_network(fresh)  # done by its supervisor, unless that one died
 
 
 def kill(root: str | None, ref: str, signal: str | int = "KILL") -> None:
@@ -336,7 +353,9 @@ def restart(
 
 def _destroy(rec: Record) -> None:
     """Remove what is left of a stopped container: its cgroup, name and
-    directory (first renamed aside, so it disappears at once)."""
+    directory (first renamed aside, so it disappears at once); the network
+    endpoint too if its supervisor died before undoing it."""
+    _detach_network(rec)
     plan = sv.cgroup_plan(rec)
     if plan is not None:
         with sv.suppress(UserError):

@@ -44,7 +44,7 @@ OCI_VERSION = "1.0.2"
 ANNOTATION_NAME = "io.pyctr-fast.name"
 ANNOTATION_IMAGE = "io.pyctr-fast.image"
 ANNOTATION_STOP_SIGNAL = "io.pyctr-fast.stop-signal"
-NETWORK_MODES = ("none", "host")
+NETWORK_MODES = ("none", "host", "bridge")  # and container:NAME
 RESTART_POLICIES = ("no", "always", "on-failure", "unless-stopped")
 LOG_DRIVER = "json-file"
 #: Docker's defaults: SIGTERM, then SIGKILL after 10 seconds.
@@ -108,6 +108,7 @@ class RunOptions:
         "network",
         "platform",
         "privileged",
+        "publish",
         "pull",
         "read_only",
         "remove",
@@ -157,6 +158,7 @@ class RunOptions:
         limits: Limits | None = None,
         cgroup_parent: str | None = None,
         security_opt: Iterable[str] = (),
+        publish: Iterable[str] = (),
     ) -> None:
         self.rootfs = rootfs
         self.image = image
@@ -189,6 +191,7 @@ class RunOptions:
         self.limits = limits
         self.cgroup_parent = cgroup_parent
         self.security_opt = _strings(security_opt, "security_opt")
+        self.publish = _strings(publish, "publish")
 
     def wants_cgroup(self, supervised: bool) -> bool:
         """Whether the container gets a cgroup of its own: always under a
@@ -371,11 +374,9 @@ def check_run_options(opts: RunOptions) -> None:
 
 
 def _check_network(network: str) -> str:
-    if network not in NETWORK_MODES:
-        raise UserError(
-            f'network mode "{network}" is not supported yet: use --network none or --network host'
-        )
-    return network
+    from .network import check_mode
+
+    return check_mode(network)
 
 
 def _check_workdir(workdir: str | None) -> str:
@@ -406,9 +407,12 @@ def build_spec(
     environ: Mapping[str, str] | None = None,
     image: ImageRun | None = None,
     supervised: bool = False,
+    netns: str | None = None,
 ) -> dict[str, Any]:
     """Validate ``opts`` and build the OCI spec (``supervised``: for a
-    container run by a supervisor, which always has a cgroup).
+    container run by a supervisor, which always has a cgroup; ``netns``:
+    the network namespace to join by path, see
+    :func:`pyctr_fast.network.namespace_path`).
 
     ``container_dir`` is where the engine's /etc files will be (they are bound
     from there); ``environ`` is where ``-e K`` looks K up (default: os.environ).
@@ -430,6 +434,12 @@ def build_spec(
     if not command:
         raise UserError("no command specified")
     network = _check_network(opts.network)
+    if opts.publish:
+        if network != "bridge":
+            raise UserError(f"port publishing (-p) needs --network bridge, not {network}")
+        from .ports import port_bindings
+
+        port_bindings(opts.publish)  # validates
     if opts.hostname:
         hostname = validate_hostname(opts.hostname)
     elif network == "host":
@@ -475,9 +485,15 @@ def build_spec(
         image_env=image_cfg.get("Env") or (),
     )
 
-    linux: dict[str, Any] = {
-        "namespaces": [{"type": ns} for ns in NAMESPACES if ns != "network" or network != "host"],
-    }
+    namespaces: list[dict[str, str]] = []
+    for ns in NAMESPACES:
+        if ns == "network" and network == "host":
+            continue
+        if ns == "network" and netns is not None:
+            namespaces.append({"type": ns, "path": netns})
+        else:
+            namespaces.append({"type": ns})
+    linux: dict[str, Any] = {"namespaces": namespaces}
     if not opts.privileged:
         linux["maskedPaths"] = mounts.masked_paths()
         linux["readonlyPaths"] = list(mounts.READONLY_PATHS)

@@ -177,6 +177,7 @@ def container_json(
             "RestartPolicy": {"Name": restart[0], "MaximumRetryCount": restart[1]},
             "LogConfig": {"Type": "json-file", "Config": dict(log_config or {})},
             "NetworkMode": opts.network,
+            "PortBindings": _port_bindings(opts),
             "Privileged": opts.privileged,
             "ReadonlyRootfs": opts.read_only,
             "CapAdd": list(opts.cap_add) or None,
@@ -187,6 +188,14 @@ def container_json(
         },
         "GraphDriver": graph,
     }
+
+
+def _port_bindings(opts: RunOptions) -> dict[str, Any]:
+    if not opts.publish:
+        return {}
+    from .ports import port_bindings
+
+    return port_bindings(opts.publish) or {}
 
 
 def launch_json(

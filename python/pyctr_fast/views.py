@@ -465,7 +465,14 @@ class PsRow:
 
     @property
     def Ports(self) -> str:
-        return ""
+        """Docker's ``0.0.0.0:8080->80/tcp, ...`` while it has published ports."""
+        from .network import endpoint
+
+        ep = endpoint(self._rec.dir) if self._state.get("Running") else None
+        return ", ".join(
+            f"{p['host_ip'] or '0.0.0.0'}:{p['host_port']}->{p['container_port']}/{p['proto']}"
+            for p in (ep or {}).get("ports") or ()
+        )
 
     @property
     def Status(self) -> str:

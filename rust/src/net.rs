@@ -114,11 +114,33 @@ fn net_addrs(py: Python<'_>, netns: Option<NetnsRef>) -> PyResult<Vec<(u32, Stri
     Ok(addrs.iter().map(|a| (a.index, a.cidr.to_string())).collect())
 }
 
+/// Make a new network namespace bind-mounted onto `path` (which must not
+/// exist); see `pyctr_core::net::netns`.
+#[pyfunction]
+fn net_netns_create(py: Python<'_>, path: &str) -> PyResult<()> {
+    py.allow_threads(|| net::netns::create(path)).map_err(|e| to_py(py, e))
+}
+
+/// Unmount and unlink a namespace file; False if there was none.
+#[pyfunction]
+fn net_netns_remove(py: Python<'_>, path: &str) -> PyResult<bool> {
+    py.allow_threads(|| net::netns::remove(path)).map_err(|e| to_py(py, e))
+}
+
+/// Undo `<cdir>/network.json` (veth, namespace file, lease) and remove it.
+#[pyfunction]
+fn net_teardown(py: Python<'_>, cdir: &str) -> PyResult<()> {
+    py.allow_threads(|| net::teardown::teardown_dir(std::path::Path::new(cdir))).map_err(|e| to_py(py, e))
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(net_bridge_ensure, m)?)?;
     m.add_function(wrap_pyfunction!(net_veth_attach, m)?)?;
     m.add_function(wrap_pyfunction!(net_link_delete, m)?)?;
     m.add_function(wrap_pyfunction!(net_links, m)?)?;
     m.add_function(wrap_pyfunction!(net_addrs, m)?)?;
+    m.add_function(wrap_pyfunction!(net_netns_create, m)?)?;
+    m.add_function(wrap_pyfunction!(net_netns_remove, m)?)?;
+    m.add_function(wrap_pyfunction!(net_teardown, m)?)?;
     Ok(())
 }

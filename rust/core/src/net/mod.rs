@@ -6,6 +6,8 @@
 //! * [`link`], [`addr`], [`route`]: one request per operation.
 //! * [`attach`]: what the engine does per network and per container
 //!   (ensure a bridge; plug a container's namespace into it).
+//! * [`netns`]: persistent namespace files (made before the container runs).
+//! * [`teardown`]: undo a container's endpoint from its `network.json`.
 //!
 //! Nothing here changes the calling thread's namespaces.
 
@@ -13,7 +15,9 @@ pub mod addr;
 pub mod attach;
 pub mod link;
 pub mod netlink;
+pub mod netns;
 pub mod route;
+pub mod teardown;
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 

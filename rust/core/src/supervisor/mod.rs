@@ -695,8 +695,11 @@ impl Supervisor {
         }
     }
 
-    /// Done for good: cgroups, `--rm`, the attached caller's exit record.
+    /// Done for good: network, cgroups, `--rm`, the attached caller's exit record.
     fn finish(&mut self, status: i32) -> i32 {
+        // The veth, the namespace file and the address lease of a bridge
+        // network (`network.json`, written by Python at start).
+        let _ = crate::net::teardown::teardown_dir(&self.cdir);
         for dir in &self.launch.cgroup_dirs {
             cleanup::remove_cgroup(dir);
         }

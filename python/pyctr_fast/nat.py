@@ -1,0 +1,166 @@
+"""Outbound NAT (masquerade) and IP forwarding for the bridge network.
+
+nftables first (what current distributions use): everything lives in a
+table of our own, ``table ip pyctr``, so no rule of anybody else's is ever
+read, changed or flushed::
+
+    table ip pyctr {
+        chain postrouting { type nat hook postrouting priority srcnat; policy accept;
+            jump masq-pyctr0 }
+        chain masq-pyctr0 { ip saddr 10.77.0.0/24 ip daddr != 10.77.0.0/24 masquerade }
+    }
+
+The script is idempotent (``add`` does not fail on what exists; our own
+chains are flushed and refilled), so concurrent first starts are harmless.
+Only when ``nft`` is missing, iptables is used the same way: a chain of our
+own, ``PYCTR-POSTROUTING`` in the ``nat`` table, jumped to once from
+``POSTROUTING``.
+
+This does not open the host's firewall: a host whose own rules drop
+forwarded traffic (Docker's ``FORWARD`` policy DROP) needs an accept for the
+bridge in *its* table, which we never touch.
+"""
+
+from __future__ import annotations
+
+import os
+
+from .errors import UserError
+
+__all__ = [
+    "TABLE",
+    "NatError",
+    "enable_forwarding",
+    "ensure_masquerade",
+    "find_tool",
+    "remove",
+    "run_script",
+]
+
+TABLE = "pyctr"
+IPTABLES_CHAIN = "PYCTR-POSTROUTING"
+_FORWARD = "/proc/sys/net/ipv4/ip_forward"
+_SEARCH = ("/usr/sbin", "/sbin", "/usr/bin", "/bin")
+
+
+class NatError(UserError):
+    """The NAT rules or IP forwarding could not be set up."""
+
+
+def find_tool(name: str) -> str | None:
+    """``name`` in $PATH or the usual sbin directories (shutil costs an import)."""
+    for d in (*os.environ.get("PATH", "").split(os.pathsep), *_SEARCH):
+        path = os.path.join(d or ".", name)
+        if os.access(path, os.X_OK) and not os.path.isdir(path):
+            return path
+    return None
+
+
+def enable_forwarding() -> None:
+    """``net.ipv4.ip_forward = 1`` (left on afterwards, as Docker does)."""
+    try:
+        with open(_FORWARD, "rb") as f:
+            if f.read().strip() == b"1":
+                return
+        with open(_FORWARD, "wb") as f:
+            f.write(b"1\n")
+    except OSError as err:
+        raise NatError(f"cannot enable IP forwarding ({_FORWARD}): {err.strerror or err}") from None
+
+
+def _route_localnet(bridge: str) -> None:
+    """Let DNAT'd connections from 127.0.0.1 leave through the bridge
+    (pyctr_fast.ports; the localnet-guard chain drops the rest)."""
+    path = f"/proc/sys/net/ipv4/conf/{bridge}/route_localnet"
+    try:
+        with open(path, "wb") as f:
+            f.write(b"1\n")
+    except OSError as err:
+        raise NatError(f"cannot set {path}: {err.strerror or err}") from None
+
+
+def run_script(script: str) -> None:
+    """Feed ``script`` to ``nft -f -`` (NatError when nft is missing or fails)."""
+    nft = find_tool("nft")
+    if nft is None:
+        raise NatError("port publishing needs nftables (nft), which is not installed")
+    _run([nft, "-f", "-"], script)
+
+
+def _run(argv: list[str], stdin: str | None = None) -> None:
+    import subprocess
+
+    try:
+        done = subprocess.run(
+            argv, input=stdin, capture_output=True, text=True, check=False, timeout=30
+        )
+    except (OSError, subprocess.TimeoutExpired) as err:
+        raise NatError(f"{argv[0]}: {err}") from None
+    if done.returncode != 0:
+        detail = (done.stderr or done.stdout).strip().splitlines()
+        raise NatError(
+            f"{os.path.basename(argv[0])} failed: {detail[0] if detail else done.returncode}"
+        )
+
+
+def nft_script(bridge: str, subnet: str) -> str:
+    chain = f"masq-{bridge}"
+    return (
+        f"add table ip {TABLE}\n"
+        f"add chain ip {TABLE} postrouting "
+        "{ type nat hook postrouting priority srcnat; policy accept; }\n"
+        f"add chain ip {TABLE} {chain}\n"
+        f"flush chain ip {TABLE} postrouting\n"
+        f"flush chain ip {TABLE} {chain}\n"
+        f"add rule ip {TABLE} postrouting jump {chain}\n"
+        f"add rule ip {TABLE} {chain} ip saddr {subnet} ip daddr != {subnet} masquerade\n"
+    )
+
+
+def _iptables(tool: str, subnet: str) -> None:
+    import subprocess
+
+    def ok(*args: str) -> bool:
+        return subprocess.run([tool, "-w", "-t", "nat", *args], capture_output=True).returncode == 0
+
+    if not ok("-S", IPTABLES_CHAIN):
+        _run([tool, "-w", "-t", "nat", "-N", IPTABLES_CHAIN])
+    _run([tool, "-w", "-t", "nat", "-F", IPTABLES_CHAIN])
+    rule = ["-s", subnet, "!", "-d", subnet, "-j", "MASQUERADE"]
+    _run([tool, "-w", "-t", "nat", "-A", IPTABLES_CHAIN, *rule])
+    if not ok("-C", "POSTROUTING", "-j", IPTABLES_CHAIN):
+        _run([tool, "-w", "-t", "nat", "-A", "POSTROUTING", "-j", IPTABLES_CHAIN])
+
+
+def ensure_masquerade(bridge: str, subnet: str) -> str:
+    """IP forwarding on and ``subnet`` masqueraded when it leaves through
+    anything but itself; returns the tool used (``nft`` or ``iptables``)."""
+    enable_forwarding()
+    nft = find_tool("nft")
+    if nft is not None:
+        from .ports import setup_script
+
+        _run([nft, "-f", "-"], nft_script(bridge, subnet) + setup_script(bridge))
+        _route_localnet(bridge)
+        return "nft"
+    iptables = find_tool("iptables")
+    if iptables is not None:
+        _iptables(iptables, subnet)
+        return "iptables"
+    raise NatError("neither nft nor iptables is installed: the bridge network needs one for NAT")
+
+
+def remove() -> None:
+    """Delete our table (or our iptables chain); nothing else is touched."""
+    import subprocess
+
+    nft = find_tool("nft")
+    if nft is not None:
+        subprocess.run([nft, "delete", "table", "ip", TABLE], capture_output=True)
+        return
+    tool = find_tool("iptables")
+    if tool is not None:
+        base = [tool, "-w", "-t", "nat"]
+        subprocess.run([*base, "-D", "POSTROUTING", "-j", IPTABLES_CHAIN], capture_output=True)
+        subprocess.run([*base, "-F", IPTABLES_CHAIN], capture_output=True)
+        subprocess.run([*base, "-X", IPTABLES_CHAIN], capture_output=True)
