@@ -9,6 +9,7 @@ may name another runtime binary (runc, crun) to check the harness itself.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -61,6 +62,23 @@ def _unmount_under(path: str) -> None:
         subprocess.run(["umount", "-l", point], check=False, capture_output=True)
 
 
+def _cgroups_named(name: str) -> set[Path]:
+    """``name`` directly under every mounted cgroup hierarchy."""
+    return {p for p in Path("/sys/fs/cgroup").glob(f"*/{name}") if p.is_dir()}
+
+
+def _remove_new_cgroups(name: str, before: set[Path]) -> None:
+    """The parent groups a client made for its containers (containerd's
+    namespace, podman's ``libpod_parent``) and left behind, deepest first;
+    only those that were not there before, only empty ones (rmdir)."""
+    for top in _cgroups_named(name) - before:
+        for d in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+            with contextlib.suppress(OSError):
+                d.rmdir()
+        with contextlib.suppress(OSError):
+            top.rmdir()
+
+
 def _run(argv: list[str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
 
@@ -111,6 +129,7 @@ def containerd() -> Iterator[Containerd]:
     """A containerd daemon of the test's own (short path: socket names are
     limited to 108 bytes)."""
     _need("containerd", "ctr", "containerd-shim-runc-v2")
+    groups_before = _cgroups_named("pyctr")
     directory = Path(tempfile.mkdtemp(prefix="pyctr-ctd-", dir="/tmp"))
     config = directory / "config.toml"
     config.write_text(CONTAINERD_CONFIG.format(dir=directory))
@@ -145,6 +164,9 @@ def containerd() -> Iterator[Containerd]:
         log.close()
         _unmount_under(str(directory))
         shutil.rmtree(directory, ignore_errors=True)
+        # The runtime removes each container's group; the namespace's parent
+        # group (`/pyctr`, from containerd's cgroupsPath) is ours to remove.
+        _remove_new_cgroups("pyctr", groups_before)
 
 
 @pytest.fixture(scope="module")
@@ -216,6 +238,7 @@ ULIMITS = ["--ulimit", "nofile=20000:20000", "--ulimit", "nproc=32768:32768"]
 @pytest.fixture(scope="module")
 def podman(pushed: Pushed) -> Iterator[tuple[Podman, str]]:
     _need("podman", "conmon")
+    groups_before = _cgroups_named("libpod_parent")
     directory = Path(tempfile.mkdtemp(prefix="pyctr-podman-", dir="/tmp"))
     pm = Podman(directory)
     ref = f"{pushed.registry.host}/{IMAGE}"
@@ -227,6 +250,7 @@ def podman(pushed: Pushed) -> Iterator[tuple[Podman, str]]:
             pm("rm", "-f", "-t", "0", cid, timeout=60)
         _unmount_under(str(directory))
         shutil.rmtree(directory, ignore_errors=True)
+        _remove_new_cgroups("libpod_parent", groups_before)
 
 
 def test_podman_run_rm_through_pyctr_fast_runtime(podman: tuple[Podman, str]) -> None:
