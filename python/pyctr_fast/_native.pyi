@@ -12,6 +12,9 @@ __version__: str
 #: Capability names indexed by their kernel bit number.
 CAPABILITIES: tuple[str, ...]
 SECCOMP_ARCHITECTURES: tuple[str, ...]
+SECCOMP_ACTIONS: tuple[str, ...]
+SECCOMP_OPERATORS: tuple[str, ...]
+SECCOMP_FLAGS: tuple[str, ...]
 
 class ContainerError(Exception):
     """A container could not be set up or started.

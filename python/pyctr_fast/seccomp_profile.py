@@ -29,37 +29,10 @@ if TYPE_CHECKING:
 
 __all__ = ["SecurityOptions", "parse_security_opts", "profile_to_oci", "security_spec"]
 
-ACTIONS = frozenset(
-    {
-        "SCMP_ACT_ALLOW",
-        "SCMP_ACT_ERRNO",
-        "SCMP_ACT_KILL",
-        "SCMP_ACT_KILL_PROCESS",
-        "SCMP_ACT_KILL_THREAD",
-        "SCMP_ACT_LOG",
-        "SCMP_ACT_TRACE",
-        "SCMP_ACT_TRAP",
-    }
-)
-OPERATORS = frozenset(
-    {
-        "SCMP_CMP_EQ",
-        "SCMP_CMP_GE",
-        "SCMP_CMP_GT",
-        "SCMP_CMP_LE",
-        "SCMP_CMP_LT",
-        "SCMP_CMP_MASKED_EQ",
-        "SCMP_CMP_NE",
-    }
-)
-FLAGS = frozenset(
-    {
-        "SECCOMP_FILTER_FLAG_LOG",
-        "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
-        "SECCOMP_FILTER_FLAG_TSYNC",
-        "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV",
-    }
-)
+# The core's names (libseccomp's), so both layers accept the same profiles.
+ACTIONS = frozenset(_native.SECCOMP_ACTIONS)
+OPERATORS = frozenset(_native.SECCOMP_OPERATORS)
+FLAGS = frozenset(_native.SECCOMP_FLAGS)
 # libseccomp's names, as the core accepts them (only the native one gets rules).
 ARCHITECTURES = frozenset(_native.SECCOMP_ARCHITECTURES)
 # os.uname().machine -> (libseccomp's name, Go's name as profiles' "arches" use it).

@@ -231,6 +231,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("ContainerError", m.py().get_type::<ContainerError>())?;
     m.add("CAPABILITIES", pyo3::types::PyTuple::new(m.py(), pyctr_core::caps::NAMES)?)?;
     m.add("SECCOMP_ARCHITECTURES", pyo3::types::PyTuple::new(m.py(), pyctr_core::seccomp::ARCHITECTURES)?)?;
+    m.add("SECCOMP_ACTIONS", pyo3::types::PyTuple::new(m.py(), pyctr_core::seccomp::ACTIONS)?)?;
+    m.add("SECCOMP_OPERATORS", pyo3::types::PyTuple::new(m.py(), pyctr_core::seccomp::OPERATORS)?)?;
+    m.add("SECCOMP_FLAGS", pyo3::types::PyTuple::new(m.py(), pyctr_core::seccomp::FLAGS)?)?;
     m.add_class::<Process>()?;
     m.add_function(wrap_pyfunction!(spawn, m)?)?;
     m.add_function(wrap_pyfunction!(run, m)?)?;
