@@ -96,7 +96,9 @@ def test_hostname_flag_sets_the_uts_hostname(engine: Engine) -> None:
 
 
 def test_default_hostname_is_short_container_id(engine: Engine) -> None:
-    proc = engine.popen("sh", "-c", "hostname; exec sleep 23.456")
+    # The marker appears only once sh has exec'd sleep (after `hostname`):
+    # sh's own argv holds "$s.456", so killing the match never races the print.
+    proc = engine.popen("sh", "-c", "s=23; hostname; exec sleep $s.456")
     info = engine.wait_for_container("23.456", proc=proc)
     cid = engine.wait_for_container_dir()
     os.kill(info.pid, 9)
