@@ -49,6 +49,18 @@ os.environ["PYCTR_RUN_DIR"] = str(NET_RUN_DIR)
 BRIDGE = "pyctr0"
 
 
+def port_leases() -> dict[str, str]:
+    """The published ports' registry (``<run>/networks/ports.json``) now."""
+    import json
+
+    try:
+        doc = json.loads((NET_RUN_DIR / "networks" / "ports.json").read_text())
+    except FileNotFoundError:
+        return {}
+    leases: dict[str, str] = doc["leases"]
+    return leases
+
+
 def cgroup_parent_dirs() -> list[Path]:
     """The session's parent group in every mounted cgroup hierarchy."""
     found = []
@@ -107,6 +119,7 @@ def network_session() -> Iterator[Path]:
     import subprocess
 
     bridge_before = os.path.exists(f"/sys/class/net/{BRIDGE}")
+    user_bridges_before = {n for n in os.listdir("/sys/class/net") if n.startswith("pcbr-")}
     table_before = _nft_table_exists()
     forward = Path("/proc/sys/net/ipv4/ip_forward")
     forward_before = forward.read_text().strip() if forward.exists() else "1"
@@ -118,6 +131,11 @@ def network_session() -> Iterator[Path]:
     shutil.rmtree(NET_RUN_DIR, ignore_errors=True)
     if not bridge_before and os.path.exists(f"/sys/class/net/{BRIDGE}"):
         subprocess.run(["ip", "link", "del", BRIDGE], capture_output=True, check=False)
+    # User-defined networks' bridges (tests/test_networks.py removes its
+    # networks; this is for a run interrupted before its finalizers).
+    for name in sorted(os.listdir("/sys/class/net")):
+        if name.startswith("pcbr-") and name not in user_bridges_before:
+            subprocess.run(["ip", "link", "del", name], capture_output=True, check=False)
     if not table_before and _nft_table_exists():
         subprocess.run(["nft", "delete", "table", "ip", "pyctr"], capture_output=True, check=False)
     if forward_before == "0" and forward.read_text().strip() == "1":

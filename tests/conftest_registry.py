@@ -10,12 +10,14 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import redis_image
 import registry_kit as kit
 
 
@@ -126,3 +128,17 @@ def certs_dir(tmp_path: Path) -> Path:
     d = tmp_path / "certs.d"
     d.mkdir()
     return d
+
+
+@pytest.fixture(scope="session")
+def redis_ref(registry: kit.Registry, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The redis image (tests/redis_image.py) in the loopback registry:
+    ``127.0.0.1:PORT/test/redis:7``."""
+    missing = redis_image.missing_tools()
+    if missing:
+        msg = f"the redis image needs {', '.join(missing)} (installed by .ci/setup)"
+        if os.environ.get("CI"):
+            pytest.fail(msg, pytrace=False)
+        pytest.skip(msg)
+    ref, _ = redis_image.push_redis(tmp_path_factory.mktemp("redis-image"), registry)
+    return ref

@@ -128,8 +128,8 @@ def test_command_strings_are_split_like_docker_py_and_a_list_entrypoint_prefixes
 def test_unknown_and_unsupported_keywords_raise_type_error() -> None:
     with pytest.raises(TypeError, match="unexpected keyword argument 'bogus'"):
         build_options("run", "img", None, {"bogus": 1})
-    with pytest.raises(TypeError, match="'publish_all_ports' is not supported"):
-        build_options("run", "img", None, {"publish_all_ports": True})
+    with pytest.raises(TypeError, match="'sysctls' is not supported"):
+        build_options("run", "img", None, {"sysctls": {"net.ipv4.ip_forward": "1"}})
     with pytest.raises(TypeError, match="image or a rootfs"):
         build_options("run", None, None, {})
 

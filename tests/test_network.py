@@ -22,7 +22,7 @@ from pathlib import Path
 
 import ctrkit
 import pytest
-from conftest import NET_RUN_DIR
+from conftest import NET_RUN_DIR, port_leases
 from ctrkit import Engine, assert_ok, finish
 
 pytestmark = pytest.mark.timeout(120)
@@ -299,15 +299,6 @@ def test_concurrent_starts_get_distinct_addresses(
 # --------------------------------------------------------------------------- -p
 
 
-def _ports_leases() -> dict[str, str]:
-    try:
-        doc = json.loads((NET_RUN_DIR / "networks" / "ports.json").read_text())
-    except FileNotFoundError:
-        return {}
-    leases: dict[str, str] = doc["leases"]
-    return leases
-
-
 def _free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
@@ -357,10 +348,10 @@ def test_published_port_is_reachable_from_the_host_loopback_and_gateway(
         assert udp["HostIp"] == "0.0.0.0" and int(udp["HostPort"]) > 0
         ps = assert_ok(engine.cli_run("ps", "--format", "{{.Ports}}"))
         assert f"127.0.0.1:{loop_port}->8080/tcp" in ps and "->9999/udp" in ps, ps
-        assert len(_ports_leases()) == 3
+        assert len(port_leases()) == 3
     finally:
         assert_ok(engine.cli_run("rm", "-f", "web"))
-    assert _ports_leases() == {}
+    assert port_leases() == {}
     _assert_back_to(clean)
 
 
@@ -379,7 +370,7 @@ def test_a_random_host_port_from_a_foreground_run(
     finally:
         assert_ok(engine.cli_run("stop", "-t", "0", "fg"))
         finish(proc)
-    assert _ports_leases() == {}
+    assert port_leases() == {}
     _assert_back_to(clean)
 
 
@@ -395,7 +386,7 @@ def test_a_port_in_use_is_refused_with_nothing_set_up(
         assert res.returncode == 125, res
         assert f"Bind for 127.0.0.1:{port} failed: port is already allocated" in res.stderr
     _assert_back_to(clean)
-    assert _nft_table() == nft_before and _ports_leases() == {}
+    assert _nft_table() == nft_before and port_leases() == {}
     free = _free_port()
     assert_ok(
         engine.run(
@@ -407,18 +398,20 @@ def test_a_port_in_use_is_refused_with_nothing_set_up(
             "true", opts=[*BRIDGE, "-d", "--name", "p2", "-p", f"127.0.0.1:{free}:81"], rm=False
         )
         assert res.returncode == 125 and "port is already allocated" in res.stderr, res
-        assert list(_ports_leases()) == [f"tcp:0.0.0.0:{free}"]
+        assert list(port_leases()) == [f"tcp:0.0.0.0:{free}"]
         assert_ok(engine.cli_run("rm", "p2"))
     finally:
         assert_ok(engine.cli_run("rm", "-f", "p1"))
-    assert _nft_table() == nft_before and _ports_leases() == {}
+    assert _nft_table() == nft_before and port_leases() == {}
     _assert_back_to(clean)
 
 
 def test_publishing_needs_the_bridge_network(engine: Engine) -> None:
     res = engine.run("true", opts=["-p", "8080:80"])
     assert res.returncode == 125, res
-    assert "port publishing (-p) needs --network bridge, not none" in res.stderr
+    assert "port publishing (-p) needs --network bridge or a user-defined network, not none" in (
+        res.stderr
+    )
     res = engine.run("true", opts=[*BRIDGE, "-p", "80-90:80"])
     assert res.returncode == 125 and "port ranges are not supported yet" in res.stderr, res
 

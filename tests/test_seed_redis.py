@@ -23,7 +23,6 @@ from typing import Any
 import ctrkit
 import pytest
 import redis_image
-import registry_kit as kit
 from ctrkit import Engine, Result, assert_ok, close_pty, spawn_pty
 
 pytestmark = [pytest.mark.usefixtures("integration_ready"), pytest.mark.timeout(180)]
@@ -38,19 +37,6 @@ NL = rb"\r+\n"
 
 
 # --------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(scope="session")
-def redis_ref(registry: kit.Registry, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """The redis image in the loopback registry: ``127.0.0.1:PORT/test/redis:7``."""
-    missing = redis_image.missing_tools()
-    if missing:
-        msg = f"the redis image needs {', '.join(missing)} (installed by .ci/setup)"
-        if os.environ.get("CI"):
-            pytest.fail(msg, pytrace=False)
-        pytest.skip(msg)
-    ref, _ = redis_image.push_redis(tmp_path_factory.mktemp("redis-image"), registry)
-    return ref
 
 
 @pytest.fixture

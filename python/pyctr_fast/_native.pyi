@@ -273,3 +273,9 @@ def net_teardown(cdir: str) -> None:
     remove the namespace file, release the address lease, then remove the
     record.  Idempotent; no record: nothing to do.  Every step is tried; the
     first failure is raised."""
+
+def net_teardown_endpoint(endpoint_json: str) -> None:
+    """Undo one endpoint given in network.json's shape (its veth, its
+    namespace file if it names one, its leases and its further
+    ``endpoints``): a start that failed before the record was written, and
+    ``network disconnect``."""

@@ -42,13 +42,19 @@ GLOBAL_FLAGS: tuple[Flag, ...] = (
 )
 
 RUN_FLAGS: tuple[Flag, ...] = (
+    Flag("add-host", LIST, "Add a custom host-to-IP mapping (host:ip)"),
     Flag("cap-add", LIST, "Add Linux capabilities"),
     Flag("cap-drop", LIST, "Drop Linux capabilities"),
     Flag("cgroup-parent", VALUE, "Optional parent cgroup for the container", metavar="string"),
     Flag("detach", BOOL, "Run container in background and print container ID", short="d"),
+    Flag("dns", LIST, "Set custom DNS servers"),
+    Flag("dns-option", LIST, "Set DNS options"),
+    Flag("dns-opt", LIST, "Alias of --dns-option", dest="dns-option"),
+    Flag("dns-search", LIST, "Set custom DNS search domains"),
     Flag("entrypoint", VALUE, "Overwrite the default ENTRYPOINT of the image"),
     Flag("env", LIST, "Set environment variables", short="e"),
     Flag("env-file", LIST, "Read in a file of environment variables"),
+    Flag("expose", LIST, "Expose a port or a range of ports"),
     Flag("help", BOOL, "Print usage"),
     Flag("hostname", VALUE, "Container host name", short="h"),
     Flag("interactive", BOOL, "Keep STDIN open", short="i"),
@@ -58,14 +64,24 @@ RUN_FLAGS: tuple[Flag, ...] = (
     Flag(
         "network",
         VALUE,
-        'Connect a container to a network: "none" (default), "host", "bridge" or "container:NAME"',
+        'Connect a container to a network: "none" (default), "host", "bridge", '
+        '"container:NAME" or a user-defined network',
     ),
     Flag("net", VALUE, "Alias of --network", dest="network"),
+    Flag("network-alias", LIST, "Add network-scoped alias for the container"),
+    Flag("ip", VALUE, "IPv4 address (e.g., 172.30.100.104)"),
+    Flag("mac-address", VALUE, "Container MAC address (e.g., 92:d0:c6:0a:29:33)"),
     Flag(
         "publish",
         LIST,
         "Publish a container's port to the host ([IP:][HOSTPORT:]PORT[/udp]; bridge network)",
         short="p",
+    ),
+    Flag(
+        "publish-all",
+        BOOL,
+        "Publish all exposed ports to random ports (bridge network)",
+        short="P",
     ),
     Flag("platform", VALUE, "Set platform if server is multi-platform capable"),
     Flag("privileged", BOOL, "Give extended privileges to this container"),
@@ -111,6 +127,7 @@ Commands:
   rm          Remove one or more containers
   wait        Block until one or more containers stop, then print their exit codes
   top         Display the running processes of a container
+  port        List port mappings or a specific mapping for the container
   stats       Display a live stream of container(s) resource usage statistics
   rename      Rename a container
   pause       Pause all processes within one or more containers
@@ -118,6 +135,7 @@ Commands:
   update      Update configuration of one or more containers
   cp          Copy files/folders between a container and the local filesystem
   container   Manage containers (ls, prune, rm, inspect, ...)
+  network     Manage networks (create, ls, inspect, rm, connect, disconnect, prune)
   pull        Download an image from a registry
   images      List images
   image       Manage images (inspect, prune, ls, rm, ...)
@@ -212,6 +230,15 @@ def options_from_run_args(args: Sequence[str]) -> tuple[RunOptions | None, Parse
         cgroup_parent=parsed.value("cgroup-parent") or None,
         security_opt=parsed.values("security-opt"),
         publish=parsed.values("publish"),
+        network_aliases=parsed.values("network-alias"),
+        ip=parsed.value("ip"),
+        mac_address=parsed.value("mac-address"),
+        publish_all=parsed.flag("publish-all"),
+        expose=parsed.values("expose"),
+        dns=parsed.values("dns"),
+        dns_search=parsed.values("dns-search"),
+        dns_options=parsed.values("dns-option"),
+        extra_hosts=parsed.values("add-host"),
     )
     return opts, parsed
 
@@ -297,10 +324,11 @@ CONTAINER_COMMANDS: dict[str, str] = {
         ),
         "lifecycle_cli",
     ),
-    **dict.fromkeys(("ps", "inspect", "logs", "top", "cp"), "views_cli"),
+    **dict.fromkeys(("ps", "inspect", "logs", "top", "cp", "port"), "views_cli"),
     "exec": "exec_cli",
     "update": "update_cli",
     "stats": "stats_cli",
+    "network": "network_cli",
 }
 
 

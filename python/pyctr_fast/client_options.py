@@ -66,9 +66,10 @@ RESOURCE_KWARGS = frozenset(
 KNOWN_KWARGS = (
     frozenset(
         (
-            "auto_remove cap_add cap_drop cgroup_parent entrypoint environment hostname labels "
-            "log_config name network_disabled network_mode platform ports privileged read_only "
-            "restart_policy stdin_open stop_signal stop_timeout tmpfs tty user volumes working_dir"
+            "auto_remove cap_add cap_drop cgroup_parent dns dns_opt dns_search entrypoint "
+            "environment extra_hosts hostname labels log_config name network_disabled "
+            "network_mode platform ports privileged publish_all_ports read_only restart_policy "
+            "stdin_open stop_signal stop_timeout tmpfs tty user volumes working_dir"
         ).split()
     )
     | RESOURCE_KWARGS
@@ -78,10 +79,10 @@ KNOWN_KWARGS = (
 UNSUPPORTED_KWARGS = frozenset(
     (
         "blkio_weight_device cgroupns cpu_count cpu_percent cpu_rt_period cpu_rt_runtime "
-        "device_cgroup_rules device_requests devices dns dns_opt dns_search domainname "
-        "extra_hosts group_add healthcheck init init_path ipc_mode isolation kernel_memory "
+        "device_cgroup_rules device_requests devices domainname "
+        "group_add healthcheck init init_path ipc_mode isolation kernel_memory "
         "links lxc_conf mac_address mounts network networking_config oom_score_adj pid_mode "
-        "publish_all_ports runtime security_opt shm_size storage_opt "
+        "runtime security_opt shm_size storage_opt "
         "sysctls ulimits use_config_proxy userns_mode uts_mode volume_driver volumes_from"
     ).split()
 )
@@ -242,6 +243,33 @@ def publish_specs(ports: Mapping[Any, Any]) -> list[str]:
     return specs
 
 
+def extra_host_entries(value: Mapping[str, Any] | Iterable[str]) -> list[str]:
+    """docker-py's ``extra_hosts``: ``{"name": "ip"}`` (sorted, as docker-py
+    formats it) or ``["name:ip"]``."""
+    if isinstance(value, dict):
+        return [f"{k}:{v}" for k, v in sorted(value.items())]
+    if isinstance(value, (str, bytes)):
+        raise TypeError("extra_hosts must be a dict or a list of 'name:ip' strings")
+    return [str(v) for v in value]
+
+
+def network_kwargs(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """docker-py's ``dns``, ``dns_search``, ``dns_opt``, ``extra_hosts`` and
+    ``publish_all_ports`` as :class:`RunOptions` fields."""
+    out: dict[str, Any] = {}
+    for key, field in (("dns", "dns"), ("dns_search", "dns_search"), ("dns_opt", "dns_options")):
+        value = kwargs.get(key)
+        if value is not None:
+            if isinstance(value, (str, bytes)):
+                raise TypeError(f"{key} must be a list of strings, not a single string")
+            out[field] = [str(v) for v in value]
+    if kwargs.get("extra_hosts") is not None:
+        out["extra_hosts"] = extra_host_entries(kwargs["extra_hosts"])
+    if kwargs.get("publish_all_ports"):
+        out["publish_all"] = True
+    return out
+
+
 def build_options(
     method: str,
     image: str | None,
@@ -294,6 +322,7 @@ def build_options(
         more["cgroup_parent"] = str(kwargs["cgroup_parent"])
     if kwargs.get("ports"):
         more["publish"] = publish_specs(kwargs["ports"])
+    more.update(network_kwargs(kwargs))
     for key, value in optional.items():
         if value is None:
             continue

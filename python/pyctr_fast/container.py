@@ -190,7 +190,6 @@ def prepare(
     is left behind.  ``volatile`` mounts the overlay without syncs (for
     containers removed when they exit).
     """
-    from . import etcfiles
     from .spec import build_spec
 
     bundle = container_dir(state_root, cid)
@@ -212,7 +211,7 @@ def prepare(
         trace.mark("python: spec built")
         _make_dir(bundle)
         try:
-            etcfiles.write_etc_files(bundle, spec["hostname"], opts.network)
+            _write_etc_files(bundle, spec["hostname"], opts)
         except BaseException:
             remove_dir(bundle)
             raise
@@ -243,7 +242,7 @@ def prepare(
                 os.mkdir(os.path.join(bundle, sub), 0o755)
             with open(os.path.join(bundle, "image"), "w", encoding="ascii") as f:
                 f.write(image.image_id + "\n")
-            etcfiles.write_etc_files(bundle, spec["hostname"], opts.network)
+            _write_etc_files(bundle, spec["hostname"], opts)
         except OSError as err:
             remove_dir(bundle)
             raise UserError(f"cannot prepare {bundle}: {err.strerror or err}") from None
@@ -258,6 +257,24 @@ def prepare(
     }
     trace.mark("python: image resolved, spec built, container dir made")
     return Prepared(cid, bundle, spec, config, image, overlay)
+
+
+def _write_etc_files(bundle: str, hostname: str, opts: RunOptions) -> None:
+    """The container's /etc files (:mod:`pyctr_fast.etcfiles`), with the
+    ``--dns*`` and ``--add-host`` flags (validated by ``build_spec``)."""
+    from . import etcfiles
+
+    dns = None
+    if opts.dns or opts.dns_search or opts.dns_options:
+        from .netopts import parse_dns
+
+        dns = etcfiles.DnsConfig(parse_dns(opts.dns), opts.dns_search, opts.dns_options)
+    hosts: list[str] = []
+    if opts.extra_hosts:
+        from .netopts import parse_extra_host
+
+        hosts = [parse_extra_host(h) for h in opts.extra_hosts]
+    etcfiles.write_etc_files(bundle, hostname, opts.network, dns=dns, extra_hosts=hosts)
 
 
 def claim_name(state_root: str, wanted: str | None, cid: str, *, short: bool = False) -> str:
@@ -387,6 +404,7 @@ def run_container(
     require_root()
     check_native()
     from . import _native
+    from .network import is_bridged
     from .spec import new_container_id
 
     state_root = resolve_root(root, environ)
@@ -409,8 +427,8 @@ def run_container(
     reg = _Registration(prep.bundle)
     plan = None
     try:
-        if opts.network == "bridge":
-            _attach_network(prep, opts, environ)
+        if is_bridged(opts.network):
+            _attach_network(prep, opts, state_root, name, environ)
         extra: dict[str, Any] = {}
         if prep.overlay is not None:
             extra["overlay"] = prep.overlay
@@ -433,7 +451,7 @@ def run_container(
         # last descriptor of an unlinked file costs milliseconds here (ext4
         # orphan handling), and waiters then read the final state.
         os.close(lock)
-        if opts.network == "bridge":
+        if is_bridged(opts.network):
             _detach_network(prep.bundle)
             trace.mark("python: network detached")
         if plan is not None:
@@ -448,18 +466,41 @@ def run_container(
         trace.mark("python: container dir removed")
 
 
-def _attach_network(prep: Prepared, opts: RunOptions, environ: Mapping[str, str] | None) -> None:
+def _attach_network(
+    prep: Prepared,
+    opts: RunOptions,
+    state_root: str,
+    name: str,
+    environ: Mapping[str, str] | None,
+) -> None:
     """The bridge endpoint of a foreground container (see :mod:`pyctr_fast.network`)."""
-    from .network import attach
+    from .network import attach, resolve
 
     publish = None
-    if opts.publish:
-        from .ports import parse_publish
+    if opts.publish or opts.publish_all:
+        from .netopts import effective_bindings, exposed_ports
 
-        publish = [parse_publish(p) for p in opts.publish]
+        cfg = prep.image.container_config if prep.image is not None else {}
+        publish = effective_bindings(opts, exposed_ports(opts, cfg))
     netns = next(ns["path"] for ns in prep.spec["linux"]["namespaces"] if ns["type"] == "network")
     hostname = prep.spec.get("hostname")
-    attach(prep.cid, prep.bundle, netns, hostname=hostname, publish=publish, environ=environ)
+    record = attach(
+        prep.cid,
+        prep.bundle,
+        netns,
+        net=resolve(opts.network, state_root, environ),
+        hostname=hostname,
+        publish=publish,
+        environ=environ,
+        names=[name, prep.cid[:12]],
+        aliases=opts.network_aliases,
+        ip=opts.ip,
+        mac=opts.mac_address,
+    )
+    if opts.extra_hosts:
+        from .netopts import resolve_host_gateway
+
+        resolve_host_gateway(prep.bundle, str(record["gateway"]))
     trace.mark("python: network attached")
 
 

@@ -8,6 +8,12 @@ rootfs's own files, as Docker does:
   nameservers (loopback and IPv6 ones dropped, the systemd-resolved upstream
   file used when the host points at its stub resolver), empty if none is left;
 * ``--network host``: copies of the host's /etc/hosts and /etc/resolv.conf.
+
+``--add-host`` entries (``NAME:IP``) go after the loopback entries (after the
+host's, with ``host``).  ``--dns``, ``--dns-search`` and ``--dns-option``
+(:class:`DnsConfig`) each replace the matching part of the resolv.conf above,
+as Docker builds it: ``search``, then ``nameserver`` lines, then ``options``
+(``--dns-search .`` means no search line).
 """
 
 from __future__ import annotations
@@ -16,10 +22,13 @@ import os
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from .mounts import Mount
 
 __all__ = [
     "ETC_FILES",
+    "DnsConfig",
     "engine_mounts",
     "hosts_content",
     "resolv_conf_content",
@@ -55,15 +64,49 @@ def _read_host_file(path: str) -> str | None:
         return None
 
 
-def hosts_content(hostname: str, network: str, host_hosts: str | None = None) -> str:
-    """The container's /etc/hosts (``host_hosts``: the host's, for ``host``)."""
+class DnsConfig:
+    """``--dns`` servers, ``--dns-search`` domains and ``--dns-option`` options."""
+
+    __slots__ = ("options", "search", "servers")
+
+    def __init__(
+        self, servers: Sequence[str] = (), search: Sequence[str] = (), options: Sequence[str] = ()
+    ) -> None:
+        self.servers = list(servers)
+        self.search = list(search)
+        self.options = list(options)
+
+    def __bool__(self) -> bool:
+        return bool(self.servers or self.search or self.options)
+
+
+def _extra_lines(extra_hosts: Sequence[str]) -> str:
+    """``NAME:IP`` entries as hosts lines (``IP\tNAME``, Docker's form)."""
+    out = []
+    for entry in extra_hosts:
+        name, _, ip = entry.partition(":")
+        out.append(f"{ip}\t{name}\n")
+    return "".join(out)
+
+
+def hosts_content(
+    hostname: str,
+    network: str,
+    host_hosts: str | None = None,
+    extra_hosts: Sequence[str] = (),
+) -> str:
+    """The container's /etc/hosts (``host_hosts``: the host's, for ``host``;
+    ``extra_hosts``: ``--add-host``'s ``NAME:IP`` entries)."""
+    extra = _extra_lines(extra_hosts)
     if network == "host" and host_hosts is not None:
-        return host_hosts
+        if host_hosts and not host_hosts.endswith("\n"):
+            host_hosts += "\n"
+        return host_hosts + extra
     names = hostname
     short = hostname.split(".", 1)[0]
     if short != hostname:
         names = f"{hostname} {short}"
-    return f"{_LOOPBACK_HOSTS}127.0.1.1\t{names}\n"
+    return f"{_LOOPBACK_HOSTS}{extra}127.0.1.1\t{names}\n"
 
 
 def _nameservers(text: str) -> list[str]:
@@ -76,14 +119,20 @@ def _nameservers(text: str) -> list[str]:
 
 
 def resolv_conf_content(
-    network: str, host_resolv: str | None, systemd_resolv: str | None = None
+    network: str,
+    host_resolv: str | None,
+    systemd_resolv: str | None = None,
+    dns: DnsConfig | None = None,
 ) -> str:
     """The container's /etc/resolv.conf.
 
     ``host_resolv`` is the host's /etc/resolv.conf (None if missing) and
     ``systemd_resolv`` systemd-resolved's upstream file, used instead when the
-    host's only nameserver is the 127.0.0.53 stub.
+    host's only nameserver is the 127.0.0.53 stub.  ``dns``: the ``--dns*``
+    flags, which replace the matching parts.
     """
+    if dns:
+        return _with_overrides(resolv_conf_content(network, host_resolv, systemd_resolv), dns)
     if host_resolv is None:
         return ""
     if network == "host":
@@ -111,6 +160,30 @@ def resolv_conf_content(
     return "\n".join(kept) + "\n"
 
 
+def _with_overrides(base: str, dns: DnsConfig) -> str:
+    """Docker's ``resolvconf.Build``: the base file's servers, search domains
+    and options, each replaced by the flags' when given."""
+    servers = _nameservers(base)
+    search: list[str] = []
+    options: list[str] = []
+    for line in base.splitlines():
+        fields = line.split()
+        if fields and fields[0] in ("search", "domain"):
+            search = fields[1:]
+        elif fields and fields[0] == "options":
+            options += fields[1:]
+    servers = dns.servers or servers
+    search = dns.search or search
+    options = dns.options or options
+    lines = []
+    if search and " ".join(search).strip() != ".":
+        lines.append("search " + " ".join(search))
+    lines += [f"nameserver {s}" for s in servers]
+    if options:
+        lines.append("options " + " ".join(options))
+    return "".join(line + "\n" for line in lines)
+
+
 def _write(path: str, content: str) -> None:
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
     fd = os.open(path, flags, 0o644)
@@ -124,18 +197,26 @@ def _write(path: str, content: str) -> None:
         os.close(fd)
 
 
-def write_etc_files(container_dir: str, hostname: str, network: str) -> None:
-    """Write hostname, hosts and resolv.conf into ``container_dir``."""
+def write_etc_files(
+    container_dir: str,
+    hostname: str,
+    network: str,
+    *,
+    dns: DnsConfig | None = None,
+    extra_hosts: Sequence[str] = (),
+) -> None:
+    """Write hostname, hosts and resolv.conf into ``container_dir``
+    (``dns``: the ``--dns*`` flags; ``extra_hosts``: ``--add-host``'s ``NAME:IP``)."""
     if network == "host":
-        hosts = hosts_content(hostname, network, _read_host_file(HOST_HOSTS))
-        resolv = resolv_conf_content(network, _read_host_file(HOST_RESOLV_CONF))
+        hosts = hosts_content(hostname, network, _read_host_file(HOST_HOSTS), extra_hosts)
+        resolv = resolv_conf_content(network, _read_host_file(HOST_RESOLV_CONF), dns=dns)
     else:
-        hosts = hosts_content(hostname, network)
+        hosts = hosts_content(hostname, network, extra_hosts=extra_hosts)
         host_resolv = _read_host_file(HOST_RESOLV_CONF)
         systemd = None
         if host_resolv is not None and _nameservers(host_resolv) == ["127.0.0.53"]:
             systemd = _read_host_file(SYSTEMD_RESOLV_CONF)
-        resolv = resolv_conf_content(network, host_resolv, systemd)
+        resolv = resolv_conf_content(network, host_resolv, systemd, dns)
     contents = {"hostname": hostname + "\n", "hosts": hosts, "resolv.conf": resolv}
     for name, _ in ETC_FILES:
         _write(os.path.join(container_dir, name), contents[name])

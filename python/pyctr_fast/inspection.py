@@ -94,6 +94,11 @@ def _host_config(rec: Record, spec: dict[str, Any], launch: dict[str, Any]) -> d
         "Binds": binds or None,
         "NetworkMode": _network_mode(rec, spec),
         "PortBindings": {},
+        "PublishAllPorts": False,
+        "Dns": [],
+        "DnsOptions": [],
+        "DnsSearch": [],
+        "ExtraHosts": None,
         "RestartPolicy": {
             "Name": restart.get("name", "no"),
             "MaximumRetryCount": int(restart.get("max_retries", 0)),
@@ -163,35 +168,46 @@ def _namespaces(spec: dict[str, Any], pid: int) -> dict[str, str]:
     return out
 
 
-def _network_settings(mode: str, pid: int, ep: dict[str, Any] | None) -> dict[str, Any]:
-    """Docker's ``NetworkSettings``; ``ep`` is the bridge endpoint
-    (``network.json``) while the container has one."""
-    ep = ep or {}
+def _endpoint_settings(ep: dict[str, Any], name: str) -> dict[str, Any]:
+    """One entry of ``NetworkSettings.Networks`` from a network.json endpoint."""
     ip = str(ep.get("ip") or "")
-    prefix = int(ep.get("prefix") or 0) if ip else 0
-    gateway = str(ep.get("gateway") or "") if ip else ""
-    mac = str(ep.get("mac") or "") if ip else ""
-    endpoint_id = str(ep.get("veth") or "") if ip else ""
-    sandbox = str(ep.get("netns") or "") or (f"/proc/{pid}/ns/net" if pid > 0 else "")
-    endpoint = {
+    aliases = [str(a) for a in ep.get("aliases") or ()]
+    return {
         "IPAMConfig": None,
         "Links": None,
-        "Aliases": None,
-        "MacAddress": mac,
-        "NetworkID": mode,
-        "EndpointID": endpoint_id,
-        "Gateway": gateway,
+        "Aliases": aliases or None,
+        "MacAddress": str(ep.get("mac") or "") if ip else "",
+        "NetworkID": str(ep.get("network_id") or ""),
+        "EndpointID": str(ep.get("veth") or "") if ip else "",
+        "Gateway": str(ep.get("gateway") or "") if ip else "",
         "IPAddress": ip,
-        "IPPrefixLen": prefix,
+        "IPPrefixLen": int(ep.get("prefix") or 0) if ip else 0,
         "IPv6Gateway": "",
         "GlobalIPv6Address": "",
         "GlobalIPv6PrefixLen": 0,
         "DriverOpts": None,
-        "DNSNames": None,
+        "DNSNames": [n for n in (name, *aliases) if n] if ip and name else None,
     }
-    networks = {} if mode.startswith("container:") else {mode: endpoint}
+
+
+def _network_settings(
+    mode: str, pid: int, ep: dict[str, Any] | None, name: str = ""
+) -> dict[str, Any]:
+    """Docker's ``NetworkSettings``; ``ep`` is the bridged container's
+    ``network.json`` while it has one (its first endpoint, and further ones
+    under ``endpoints``)."""
+    ep = ep or {}
+    primary = _endpoint_settings(ep, name)
+    if not ep.get("network_id") and mode == "bridge":
+        from .networks import default_bridge
+
+        primary["NetworkID"] = default_bridge("", "").id
+    sandbox = str(ep.get("netns") or "") or (f"/proc/{pid}/ns/net" if pid > 0 else "")
+    networks = {} if mode.startswith("container:") else {mode: primary}
+    for extra in ep.get("endpoints") or ():
+        networks[str(extra.get("network"))] = _endpoint_settings(extra, name)
     return {
-        "Bridge": str(ep.get("bridge") or "") if ip else "",
+        "Bridge": str(ep.get("bridge") or "") if primary["IPAddress"] else "",
         "SandboxID": "",
         "SandboxKey": sandbox,
         "Ports": _ports(ep),
@@ -200,14 +216,14 @@ def _network_settings(mode: str, pid: int, ep: dict[str, Any] | None) -> dict[st
         "LinkLocalIPv6PrefixLen": 0,
         "SecondaryIPAddresses": None,
         "SecondaryIPv6Addresses": None,
-        "EndpointID": endpoint_id,
-        "Gateway": gateway,
+        "EndpointID": primary["EndpointID"],
+        "Gateway": primary["Gateway"],
         "GlobalIPv6Address": "",
         "GlobalIPv6PrefixLen": 0,
-        "IPAddress": ip,
-        "IPPrefixLen": prefix,
+        "IPAddress": primary["IPAddress"],
+        "IPPrefixLen": primary["IPPrefixLen"],
         "IPv6Gateway": "",
-        "MacAddress": mac,
+        "MacAddress": primary["MacAddress"],
         "Networks": networks,
     }
 
@@ -227,7 +243,7 @@ def _endpoint(rec: Record) -> dict[str, Any] | None:
 
 
 #: container.json keys that are not Docker's (left out of ``inspect``).
-_PRIVATE = frozenset(("ImageName",))
+_PRIVATE = frozenset(("ImageName", "NetworkingConfig"))
 
 
 def _tree_size(path: str) -> int:
@@ -295,7 +311,12 @@ def inspect_container(rec: Record, *, size: bool = False) -> dict[str, Any]:
         "GraphDriver": graph,
         "Mounts": _user_binds(rec, spec),
         "Config": None,
-        "NetworkSettings": _network_settings(mode, pid, _endpoint(rec) if pid > 0 else None),
+        "NetworkSettings": _network_settings(
+            mode,
+            pid,
+            _endpoint(rec) if pid > 0 else None,
+            str(rec.container.get("Name") or "").lstrip("/"),
+        ),
         "Namespaces": _namespaces(spec, pid),
     }
     for key, value in rec.container.items():

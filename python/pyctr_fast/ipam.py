@@ -29,7 +29,7 @@ from .filelock import FileLock
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Mapping
     from typing import Any
 
 __all__ = ["Ipam", "IpamError", "format_ipv4", "parse_cidr", "parse_ipv4"]
@@ -151,10 +151,14 @@ class Ipam:
         if format_ipv4(value) == self.gateway:
             raise IpamError(f"address {text} is the gateway of network {self.network}")
 
-    def allocate(self, owner: str, address: str | None = None) -> str:
+    def allocate(
+        self, owner: str, address: str | None = None, member: Mapping[str, Any] | None = None
+    ) -> str:
         """Lease an address to ``owner``: ``address`` if given (IpamError if
         it is taken or not a host address here), else the next free one.
-        An owner that holds a lease gets it back (a retried start)."""
+        An owner that holds a lease gets it back (a retried start).
+        ``member`` is kept beside the lease (:mod:`pyctr_fast.peers`: the
+        names other containers resolve the owner by, and its hosts file)."""
         if not owner:
             raise IpamError("an address lease needs an owner")
         with self._lock():
@@ -169,12 +173,20 @@ class Ipam:
                     raise IpamError(f"{owner} already holds {held} on network {self.network}")
                 if leases.get(chosen, owner) != owner:
                     raise IpamError(f"address {chosen} is already in use on network {self.network}")
-            elif held is not None:
+            elif held is not None and member is None:
                 return held
             else:
-                chosen = self._next_free(state)
+                chosen = held or self._next_free(state)
             leases[chosen] = owner
             state["last"] = chosen
+            owners = set(leases.values())
+            members = {o: m for o, m in (state.get("members") or {}).items() if o in owners}
+            if member is not None:
+                members[owner] = dict(member)
+            if members:
+                state["members"] = members
+            else:
+                state.pop("members", None)
             self._write(state)
             return chosen
 
@@ -204,6 +216,7 @@ class Ipam:
             held = next((a for a, o in leases.items() if o == owner), None)
             if held is not None:
                 del leases[held]
+                (state.get("members") or {}).pop(owner, None)
                 self._write(state)
             return held
 
@@ -221,6 +234,17 @@ class Ipam:
                 self._write(state)
             return freed
 
+    def members(self) -> list[tuple[str, str, dict[str, Any]]]:
+        """``(address, owner, member)`` of every lease that has member data."""
+        with self._lock():
+            state = self._read()
+        members = state.get("members") or {}
+        return sorted(
+            (address, owner, dict(members[owner]))
+            for address, owner in state["leases"].items()
+            if isinstance(members.get(owner), dict)
+        )
+
     def leases(self) -> dict[str, str]:
         """``{address: owner}`` as of now."""
         with self._lock():
@@ -234,7 +258,8 @@ class Ipam:
                 raise IpamError(
                     f"network {self.network} has active leases: {', '.join(sorted(leases))}"
                 )
-            for path in (self.path, lock.path):
+            hosts_lock = os.path.join(self.dir, f"{self.network}.hosts.lock")  # pyctr_fast.peers
+            for path in (self.path, lock.path, hosts_lock):
                 try:
                     os.unlink(path)
                 except FileNotFoundError:

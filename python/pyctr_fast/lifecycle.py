@@ -165,7 +165,7 @@ def _make_cgroup(rec: Record) -> cgroups.CgroupPlan | None:
 
 
 def _attach_network(rec: Record) -> None:
-    from .network import attach_record
+    from .netopts import attach_record
 
     attach_record(rec)
 

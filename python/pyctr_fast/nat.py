@@ -23,9 +23,14 @@ bridge in *its* table, which we never touch.
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 from .errors import UserError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 __all__ = [
     "TABLE",
@@ -33,6 +38,7 @@ __all__ = [
     "enable_forwarding",
     "ensure_masquerade",
     "find_tool",
+    "forget_bridge",
     "remove",
     "run_script",
 ]
@@ -103,21 +109,27 @@ def _run(argv: list[str], stdin: str | None = None) -> None:
         )
 
 
-def nft_script(bridge: str, subnet: str) -> str:
-    chain = f"masq-{bridge}"
-    return (
-        f"add table ip {TABLE}\n"
+def nft_script(bridges: Mapping[str, str]) -> str:
+    """The masquerade part of the table for every ``{bridge: subnet}``: a
+    chain ``masq-<bridge>`` each, jumped to from ``postrouting``."""
+    lines = [
+        f"add table ip {TABLE}",
         f"add chain ip {TABLE} postrouting "
-        "{ type nat hook postrouting priority srcnat; policy accept; }\n"
-        f"add chain ip {TABLE} {chain}\n"
-        f"flush chain ip {TABLE} postrouting\n"
-        f"flush chain ip {TABLE} {chain}\n"
-        f"add rule ip {TABLE} postrouting jump {chain}\n"
-        f"add rule ip {TABLE} {chain} ip saddr {subnet} ip daddr != {subnet} masquerade\n"
-    )
+        "{ type nat hook postrouting priority srcnat; policy accept; }",
+        f"flush chain ip {TABLE} postrouting",
+    ]
+    for bridge, subnet in sorted(bridges.items()):
+        chain = f"masq-{bridge}"
+        lines += [
+            f"add chain ip {TABLE} {chain}",
+            f"flush chain ip {TABLE} {chain}",
+            f"add rule ip {TABLE} postrouting jump {chain}",
+            f"add rule ip {TABLE} {chain} ip saddr {subnet} ip daddr != {subnet} masquerade",
+        ]
+    return "\n".join(lines) + "\n"
 
 
-def _iptables(tool: str, subnet: str) -> None:
+def _iptables(tool: str, subnets: list[str]) -> None:
     import subprocess
 
     def ok(*args: str) -> bool:
@@ -126,28 +138,102 @@ def _iptables(tool: str, subnet: str) -> None:
     if not ok("-S", IPTABLES_CHAIN):
         _run([tool, "-w", "-t", "nat", "-N", IPTABLES_CHAIN])
     _run([tool, "-w", "-t", "nat", "-F", IPTABLES_CHAIN])
-    rule = ["-s", subnet, "!", "-d", subnet, "-j", "MASQUERADE"]
-    _run([tool, "-w", "-t", "nat", "-A", IPTABLES_CHAIN, *rule])
+    for subnet in subnets:
+        rule = ["-s", subnet, "!", "-d", subnet, "-j", "MASQUERADE"]
+        _run([tool, "-w", "-t", "nat", "-A", IPTABLES_CHAIN, *rule])
     if not ok("-C", "POSTROUTING", "-j", IPTABLES_CHAIN):
         _run([tool, "-w", "-t", "nat", "-A", "POSTROUTING", "-j", IPTABLES_CHAIN])
 
 
-def ensure_masquerade(bridge: str, subnet: str) -> str:
-    """IP forwarding on and ``subnet`` masqueraded when it leaves through
-    anything but itself; returns the tool used (``nft`` or ``iptables``)."""
-    enable_forwarding()
+def _markers(rundir: str) -> dict[str, str]:
+    """``{bridge: subnet}`` of every bridge with rules (``<bridge>.nat``
+    files); markers of bridges that no longer exist are dropped."""
+    d = os.path.join(rundir, "networks")
+    out: dict[str, str] = {}
+    try:
+        names = os.listdir(d)
+    except FileNotFoundError:
+        return out
+    for fname in names:
+        if not fname.endswith(".nat"):
+            continue
+        bridge = fname[: -len(".nat")]
+        path = os.path.join(d, fname)
+        if not os.path.exists(f"/sys/class/net/{bridge}"):
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            continue
+        try:
+            with open(path, encoding="ascii") as f:
+                out[bridge] = f.read().strip()
+        except OSError:
+            continue
+    return out
+
+
+def _apply(bridges: Mapping[str, str], gone: tuple[str, ...] = ()) -> str:
+    """Write the rules for ``bridges`` (and delete ``gone``'s chains);
+    returns the tool used."""
     nft = find_tool("nft")
     if nft is not None:
         from .ports import setup_script
 
-        _run([nft, "-f", "-"], nft_script(bridge, subnet) + setup_script(bridge))
-        _route_localnet(bridge)
+        script = nft_script(bridges) + setup_script(sorted(bridges))
+        for bridge in gone:
+            script += (
+                f"delete chain ip {TABLE} masq-{bridge}\n"
+                f"delete chain ip {TABLE} masq-local-{bridge}\n"
+            )
+        _run([nft, "-f", "-"], script)
         return "nft"
     iptables = find_tool("iptables")
     if iptables is not None:
-        _iptables(iptables, subnet)
+        _iptables(iptables, sorted(set(bridges.values())))
         return "iptables"
     raise NatError("neither nft nor iptables is installed: the bridge network needs one for NAT")
+
+
+def ensure_masquerade(rundir: str, bridge: str, subnet: str) -> str:
+    """IP forwarding on and ``subnet`` masqueraded when it leaves through
+    anything but ``bridge``, beside every other bridge's rules (all of them
+    are rewritten under one lock, so concurrent first starts of different
+    networks cannot drop each other's jumps); returns the tool used."""
+    from .filelock import FileLock
+
+    enable_forwarding()
+    d = os.path.join(rundir, "networks")
+    os.makedirs(d, mode=0o700, exist_ok=True)
+    with FileLock(os.path.join(d, "nat.lock")):
+        marker = os.path.join(d, f"{bridge}.nat")
+        tmp = f"{marker}.tmp.{os.getpid()}"
+        try:
+            with open(tmp, "w", encoding="ascii") as f:
+                f.write(subnet + "\n")
+            os.replace(tmp, marker)
+        except OSError as err:
+            raise NatError(f"cannot write {marker}: {err.strerror or err}") from None
+        tool = _apply(_markers(rundir))
+        if tool == "nft":
+            _route_localnet(bridge)
+        return tool
+
+
+def forget_bridge(rundir: str, bridge: str) -> None:
+    """Drop ``bridge``'s rules (``network rm``); the others' stay."""
+    from .filelock import FileLock
+
+    d = os.path.join(rundir, "networks")
+    if not os.path.isdir(d):
+        return
+    with FileLock(os.path.join(d, "nat.lock")):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(d, f"{bridge}.nat"))
+        bridges = _markers(rundir)
+        bridges.pop(bridge, None)
+        try:
+            _apply(bridges, gone=(bridge,))
+        except NatError:
+            _apply(bridges)  # its chains were never made (or are gone already)
 
 
 def remove() -> None:

@@ -1,7 +1,9 @@
 """Container networking modes and the default bridge network's endpoints.
 
 Modes (``--network``): ``none`` (a namespace with only ``lo``, the
-default), ``host``, ``bridge`` and ``container:NAME``.
+default), ``host``, ``bridge``, ``container:NAME`` and the name of a
+user-defined network (:mod:`pyctr_fast.networks`), which is a bridge of its
+own and works as ``bridge`` does, plus name resolution (:mod:`pyctr_fast.peers`).
 
 ``bridge``: one Linux bridge, ``pyctr0``, with the gateway address of its
 subnet, IP forwarding and outbound masquerade (:mod:`pyctr_fast.nat`).
@@ -37,22 +39,27 @@ from .errors import UserError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
     from typing import Any
 
     from .ipam import Ipam
+    from .networks import Network
     from .ports import Binding
     from .records import Record
+    from .spec import RunOptions
 
 __all__ = [
     "BRIDGE",
     "MODES",
     "RECORD",
     "attach",
+    "check_endpoint_options",
     "check_mode",
     "detach",
     "endpoint",
+    "is_bridged",
     "namespace_path",
+    "resolve",
     "run_dir",
 ]
 
@@ -75,16 +82,45 @@ def run_dir(environ: Mapping[str, str] | None = None) -> str:
 
 
 def check_mode(mode: str) -> str:
-    """A valid ``--network`` value, or Docker-like UserError."""
+    """A well-formed ``--network`` value, or Docker-like UserError (whether a
+    user-defined network of that name exists is :func:`resolve`'s to say)."""
     if mode in MODES:
         return mode
     if mode.startswith("container:"):
         if not mode[len("container:") :]:
             raise UserError(f'invalid network mode "{mode}": container name is empty')
         return mode
+    from .networks import valid_name
+
+    if valid_name(mode):
+        return mode
     raise UserError(
-        f'network "{mode}" not found: use --network none, host, bridge or container:NAME'
+        f'network "{mode}" not found: use --network none, host, bridge, container:NAME '
+        "or the name of a network made with `network create`"
     )
+
+
+def is_bridged(mode: str) -> bool:
+    """Does ``mode`` give the container an endpoint on a bridge of ours
+    (``bridge`` or a user-defined network)?"""
+    return mode not in ("none", "host") and not mode.startswith("container:")
+
+
+def resolve(mode: str, state_root: str, environ: Mapping[str, str] | None = None) -> Network:
+    """The bridge network ``mode`` names (:func:`is_bridged` modes only)."""
+    from . import networks
+
+    if mode == NETWORK:
+        rundir = run_dir(environ)
+        subnet, gateway = _choose_subnet(rundir, environ)
+        from .ipam import Ipam
+
+        ipam = Ipam(rundir, NETWORK, subnet, gateway)
+        return networks.default_bridge(ipam.subnet, ipam.gateway)
+    net = networks.find(state_root, mode)
+    if net is None:
+        raise UserError(f"network {mode} not found")
+    return net
 
 
 def _netns_file(rundir: str, cid: str) -> str:
@@ -98,10 +134,12 @@ def namespace_path(
     container's own persistent file (``bridge``), another container's
     (``container:NAME``: its file, else its init's), or None (a new
     namespace, or the host's)."""
-    if mode == "bridge":
-        return _netns_file(run_dir(environ), cid)
-    if not mode.startswith("container:"):
+    if mode == "host" or mode == "none":
         return None
+    if is_bridged(mode):
+        if mode != NETWORK:
+            resolve(mode, state_root, environ)  # it must exist
+        return _netns_file(run_dir(environ), cid)
     from . import records
 
     ref = mode[len("container:") :]
@@ -148,7 +186,7 @@ def endpoint(cdir: str) -> dict[str, Any] | None:
 # --------------------------------------------------------------------------- the bridge
 
 
-def _host_routes() -> list[tuple[int, int]]:
+def host_routes() -> list[tuple[int, int]]:
     """``(network, mask)`` of every IPv4 route of the host (/proc/net/route)."""
     out = []
     try:
@@ -191,7 +229,7 @@ def _choose_subnet(rundir: str, environ: Mapping[str, str] | None) -> tuple[str,
                 prefix = int(plen)
                 mask = (0xFFFFFFFF << (32 - prefix)) & 0xFFFFFFFF
                 return f"{format_ipv4(parse_ipv4(addr) & mask)}/{prefix}", addr
-    routes = _host_routes()
+    routes = host_routes()
     for candidate in CANDIDATES:
         base, prefix = parse_cidr(candidate)
         mask = (0xFFFFFFFF << (32 - prefix)) & 0xFFFFFFFF
@@ -209,77 +247,89 @@ def _ifindex(name: str) -> int | None:
         return None
 
 
-def _ensure_bridge(rundir: str, subnet: str, gateway: str, prefix: int) -> None:
-    """``pyctr0`` up with the gateway address, and NAT for the subnet (set up
-    when the bridge is new or the marker under the run dir disagrees)."""
+def ensure_bridge(rundir: str, net: Network) -> None:
+    """``net``'s bridge up with its gateway address, and NAT for its subnet
+    (set up when the bridge is new or the marker under the run dir
+    disagrees: after a reboot both are gone)."""
     from . import _native, nat
+    from .ipam import parse_cidr
 
-    existed = _ifindex(BRIDGE) is not None
-    marker = os.path.join(rundir, "networks", f"{BRIDGE}.nat")
+    marker = os.path.join(rundir, "networks", f"{net.bridge}.nat")
     try:
         with open(marker, encoding="ascii") as f:
-            current = f.read().strip() == subnet
+            current = f.read().strip() == net.subnet
     except OSError:
         current = False
-    if existed and current:
-        return  # set up by an earlier start (the bridge would be gone after a reboot)
-    _native.net_bridge_ensure(BRIDGE, f"{gateway}/{prefix}")
-    nat.ensure_masquerade(BRIDGE, subnet)
-    tmp = f"{marker}.tmp.{os.getpid()}"
-    try:
-        os.makedirs(os.path.dirname(marker), mode=0o700, exist_ok=True)
-        with open(tmp, "w", encoding="ascii") as f:
-            f.write(subnet + "\n")
-        os.replace(tmp, marker)
-    except OSError as err:
-        raise UserError(f"cannot write {marker}: {err.strerror or err}") from None
+    if current and _ifindex(net.bridge) is not None:
+        return
+    prefix = parse_cidr(net.subnet)[1]
+    _native.net_bridge_ensure(net.bridge, f"{net.gateway}/{prefix}")
+    nat.ensure_masquerade(rundir, net.bridge, net.subnet)
+
+
+def remove_bridge(rundir: str, net: Network) -> None:
+    """Delete ``net``'s bridge and its rules (``network rm``)."""
+    from . import _native, nat
+
+    nat.forget_bridge(rundir, net.bridge)
+    _native.net_link_delete(net.bridge)
 
 
 # --------------------------------------------------------------------------- endpoints
 
 
-def _lease(
+def _ipam(rundir: str, net: Network) -> Ipam:
+    from .ipam import Ipam
+
+    return Ipam(rundir, net.ipam_table, net.subnet, net.gateway)
+
+
+def _mac(address: str) -> str:
+    """Docker's scheme: ``02:42`` and the address's four bytes."""
+    return "02:42:" + ":".join(f"{int(o):02x}" for o in address.split("."))
+
+
+def lease_endpoint(
     rundir: str,
     cid: str,
-    cdir: str,
-    netns: str,
-    ipam: Ipam,
-    publish: list[Binding] | None,
+    net: Network,
+    *,
+    veth: str,
+    ifname: str,
+    names: Sequence[str],
+    aliases: Sequence[str],
+    hosts: str | None,
+    ip: str | None,
+    mac: str | None,
 ) -> dict[str, Any]:
-    """Lease the address (and the ports), then write ``network.json``: the
-    record every teardown works from.  All or nothing."""
-    address = ipam.allocate(cid)
+    """Lease an address on ``net``: the endpoint's part of ``network.json``."""
+    ipam = _ipam(rundir, net)
+    member = {"names": [*names, *aliases], "hosts": hosts} if net.user_defined else None
+    address = ipam.allocate(cid, ip, member=member)
     trace.mark("python: network: address leased")
-    octets = address.split(".")
-    record: dict[str, Any] = {
-        "network": NETWORK,
-        "bridge": BRIDGE,
-        "netns": netns,
-        "veth": f"veth{cid[:11]}",
+    return {
+        "network": net.name,
+        "network_id": net.id,
+        "bridge": net.bridge,
+        "veth": veth,
+        "ifname": ifname,
         "ip": address,
         "prefix": ipam.prefix,
         "gateway": ipam.gateway,
-        "mac": "02:42:" + ":".join(f"{int(o):02x}" for o in octets),
+        "mac": mac or _mac(address),
+        "aliases": list(aliases),
         "ipam": {
             "table": ipam.path,
-            "lock": os.path.join(ipam.dir, f"{NETWORK}.lock"),
+            "lock": os.path.join(ipam.dir, f"{net.ipam_table}.lock"),
             "owner": cid,
         },
     }
-    if publish:
-        record.update(_claim_ports(rundir, cid, publish, ipam, address))
-    try:
-        from .statefiles import write_json
 
-        write_json(os.path.join(cdir, RECORD), record)
-    except OSError as err:
-        ipam.release(cid)
-        if publish:
-            from .ports import PortTable
 
-            PortTable(rundir).release(cid)
-        raise UserError(f"cannot write {cdir}/{RECORD}: {err.strerror or err}") from None
-    return record
+def write_record(cdir: str, record: Mapping[str, Any]) -> None:
+    from .statefiles import write_json
+
+    write_json(os.path.join(cdir, RECORD), record)
 
 
 def attach(
@@ -287,69 +337,100 @@ def attach(
     cdir: str,
     netns: str,
     *,
+    net: Network | None = None,
     hostname: str | None = None,
     publish: list[Binding] | None = None,
     environ: Mapping[str, str] | None = None,
+    names: Sequence[str] = (),
+    aliases: Sequence[str] = (),
+    ip: str | None = None,
+    mac: str | None = None,
 ) -> dict[str, Any]:
-    """Give container ``cid`` (directory ``cdir``) its bridge endpoint in the
-    namespace file ``netns`` (made here); returns the record written to
-    ``network.json``.  On failure everything made is undone and the error
-    (UserError or ContainerError) propagates."""
+    """Give container ``cid`` (directory ``cdir``) its endpoint on ``net``
+    (default: the ``bridge`` network) in the namespace file ``netns`` (made
+    here); returns the record written to ``network.json``.  ``names`` and
+    ``aliases`` are what other containers on a user-defined network resolve
+    it by; ``ip``/``mac`` are fixed ones (``--ip``, ``--mac-address``).  On
+    failure everything made is undone and the error propagates."""
     from . import _native
-    from .ipam import Ipam
 
     rundir = os.path.dirname(os.path.dirname(netns))
     detach(cdir)  # a leftover of a crashed run
-    subnet, gateway = _choose_subnet(rundir, environ)
-    ipam = Ipam(rundir, NETWORK, subnet, gateway)
-    _ensure_bridge(rundir, ipam.subnet, ipam.gateway, ipam.prefix)
+    if net is None:
+        net = resolve(NETWORK, "", environ)
+    ensure_bridge(rundir, net)
     os.makedirs(os.path.dirname(netns), mode=0o700, exist_ok=True)
     _native.net_netns_remove(netns)  # a stale file of a crashed run
-    record = _lease(rundir, cid, cdir, netns, ipam, publish)
-    address = record["ip"]
+    hosts = os.path.join(cdir, "hosts")
+    record = lease_endpoint(
+        rundir,
+        cid,
+        net,
+        veth=f"veth{cid[:11]}",
+        ifname="eth0",
+        names=names,
+        aliases=aliases,
+        hosts=hosts,
+        ip=ip,
+        mac=mac,
+    )
+    record["netns"] = netns
+    try:
+        if publish:
+            record.update(_claim_ports(rundir, cid, publish))
+        write_record(cdir, record)
+    except BaseException as err:
+        _native.net_teardown_endpoint(compact_json.dumps(record))
+        if isinstance(err, OSError):
+            raise UserError(f"cannot write {cdir}/{RECORD}: {err.strerror or err}") from None
+        raise
     try:
         _native.net_netns_create(netns)
         trace.mark("python: network: namespace made")
-        _native.net_veth_attach(
-            BRIDGE,
-            record["veth"],
-            netns,
-            "eth0",
-            addr_cidr=ipam.cidr(address),
-            gateway=ipam.gateway,
-            mac=record["mac"],
-        )
+        plug(record, netns, gateway=record["gateway"])
         if publish:
             from . import nat
             from .ports import Binding, nft_add_script
 
             chosen = [Binding.from_dict(d) for d in record["ports"]]
-            nat.run_script(nft_add_script(chosen, address))
+            nat.run_script(nft_add_script(chosen, record["ip"]))
         if hostname is not None:
-            _add_host_entry(cdir, address, hostname)
+            _add_host_entry(cdir, record["ip"], hostname)
+        if net.user_defined:
+            from . import peers
+
+            peers.refresh(rundir, net)
     except BaseException:
         detach(cdir)
         raise
     return record
 
 
-def _claim_ports(
-    rundir: str, cid: str, publish: list[Binding], ipam: Any, address: str
-) -> dict[str, Any]:
-    """Reserve the host ports (releasing the address if that fails); the
-    record's ``ports``, ``port_lease`` and ``nft`` (the undo script)."""
+def plug(ep: Mapping[str, Any], netns: str, gateway: str | None) -> None:
+    from . import _native
+
+    _native.net_veth_attach(
+        ep["bridge"],
+        ep["veth"],
+        netns,
+        ep["ifname"],
+        addr_cidr=f"{ep['ip']}/{ep['prefix']}",
+        gateway=gateway,
+        mac=ep["mac"],
+    )
+
+
+def _claim_ports(rundir: str, cid: str, publish: list[Binding]) -> dict[str, Any]:
+    """Reserve the host ports: the record's ``ports``, ``port_lease`` and
+    ``nft`` (the undo script)."""
     from . import nat
     from .ports import PortTable, nft_delete_script
 
     table = PortTable(rundir)
-    try:
-        tool = nat.find_tool("nft")
-        if tool is None:
-            raise nat.NatError("port publishing needs nftables (nft), which is not installed")
-        chosen = table.claim(cid, publish)
-    except BaseException:
-        ipam.release(cid)
-        raise
+    tool = nat.find_tool("nft")
+    if tool is None:
+        raise nat.NatError("port publishing needs nftables (nft), which is not installed")
+    chosen = table.claim(cid, publish)
     return {
         "ports": [b.to_dict() for b in chosen],
         "port_lease": {"table": table.path, "lock": table.lock_path, "owner": cid},
@@ -357,13 +438,22 @@ def _claim_ports(
     }
 
 
+def endpoint_settings(rec: Record) -> dict[str, dict[str, Any]]:
+    """``{network: {"Aliases": [...], "IPAddress": ..., "MacAddress": ...}}``
+    as recorded at create and by ``network connect`` (Docker's
+    ``NetworkingConfig.EndpointsConfig``)."""
+    cfg = (rec.container.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}
+    return {str(k): dict(v or {}) for k, v in cfg.items()}
+
+
 def attach_record(rec: Record) -> None:
-    """At ``start``, before the supervisor runs: a bridge container's
-    endpoint (:func:`attach`); a ``container:NAME`` one's namespace path
-    resolved again (NAME's init may have changed since create)."""
+    """At ``start``, before the supervisor runs: a bridged container's
+    endpoints (:func:`attach`, then :func:`connect` for each network it was
+    connected to); a ``container:NAME`` one's namespace path resolved again
+    (NAME's init may have changed since create)."""
     host_config = rec.container.get("HostConfig") or {}
     mode = str(host_config.get("NetworkMode") or "")
-    if mode != "bridge" and not mode.startswith("container:"):
+    if mode in ("", "none", "host"):
         return
     from .statefiles import write_json
 
@@ -374,7 +464,7 @@ def attach_record(rec: Record) -> None:
         raise UserError(f"cannot read {rec.path('config.json')}: {err}") from None
     namespaces = (spec.get("linux") or {}).get("namespaces") or []
     nets = [ns for ns in namespaces if ns.get("type") == "network"]
-    if mode != "bridge":
+    if not is_bridged(mode):
         # container:NAME is resolved again at each start: NAME's init (and
         # so its /proc/PID/ns/net) may have changed since create.
         path = namespace_path(mode, rec.root, rec.id)
@@ -390,8 +480,38 @@ def attach_record(rec: Record) -> None:
         from .ports import bindings_from_host_config
 
         publish = bindings_from_host_config(host_config["PortBindings"])
-    attach(rec.id, rec.dir, str(paths[0]), hostname=spec.get("hostname"), publish=publish)
+    settings = endpoint_settings(rec)
+    own = settings.get(mode, {})
+    attach(
+        rec.id,
+        rec.dir,
+        str(paths[0]),
+        net=resolve(mode, rec.root),
+        hostname=spec.get("hostname"),
+        publish=publish,
+        names=member_names(rec),
+        aliases=own.get("Aliases") or (),
+        ip=own.get("IPAddress") or None,
+        mac=own.get("MacAddress") or None,
+    )
+    from .network_connect import connect_running
+
+    try:
+        for name, cfg in settings.items():
+            if name != mode:
+                aliases = cfg.get("Aliases") or ()
+                connect_running(rec, resolve(name, rec.root), aliases, cfg.get("IPAddress"))
+    except BaseException:
+        detach(rec.dir)
+        raise
     trace.mark("python: network attached")
+
+
+def member_names(rec: Record) -> list[str]:
+    """What a container is known by on a user-defined network: its name and
+    short id (Docker's DNS answers both)."""
+    name = str(rec.container.get("Name") or "").lstrip("/")
+    return [n for n in (name, rec.id[:12]) if n]
 
 
 def _add_host_entry(cdir: str, address: str, hostname: str) -> None:
@@ -410,9 +530,26 @@ def _add_host_entry(cdir: str, address: str, hostname: str) -> None:
         pass  # no hosts file (it is optional): the address is still right
 
 
+def refresh_peers(cdir: str, eps: Sequence[Mapping[str, Any]]) -> None:
+    """After endpoints on user-defined networks went away: rewrite the
+    remaining members' /etc/hosts (best effort: teardown has happened)."""
+    from . import peers
+
+    for ep in eps:
+        lease = ep.get("ipam") or {}
+        if ep.get("network") in (None, NETWORK) or not lease.get("table"):
+            continue
+        try:
+            peers.refresh_table(str(lease["table"]), str(ep["network"]))
+        except (OSError, UserError):
+            pass
+
+
 def detach(cdir: str) -> None:
-    """Undo ``network.json`` if there is one (veth, namespace file, lease)."""
-    if not os.path.exists(os.path.join(cdir, RECORD)):
+    """Undo ``network.json`` if there is one (veths, namespace file, leases),
+    then update the /etc/hosts of the containers left on its networks."""
+    record = endpoint(cdir)
+    if record is None and not os.path.exists(os.path.join(cdir, RECORD)):
         return
     from . import _native
 
@@ -420,3 +557,36 @@ def detach(cdir: str) -> None:
         _native.net_teardown(cdir)
     except _native.ContainerError as err:
         raise UserError(f"network teardown of {cdir}: {err}") from None
+    if record is not None:
+        refresh_peers(cdir, [record, *(record.get("endpoints") or [])])
+
+
+def check_endpoint_options(opts: RunOptions, mode: str) -> None:
+    """Docker's rules for ``-p``, ``--ip``, ``--mac-address`` and
+    ``--network-alias`` against the network mode."""
+    if opts.publish and not is_bridged(mode):
+        raise UserError(
+            f"port publishing (-p) needs --network bridge or a user-defined network, not {mode}"
+        )
+    if opts.mac_address is not None:
+        if not is_bridged(mode):
+            raise UserError(f"conflicting options: mac-address and the network mode {mode}")
+        parts = opts.mac_address.split(":")
+        if len(parts) != 6 or not all(len(p) == 2 and _is_hex(p) for p in parts):
+            raise UserError(f"invalid MAC address: {opts.mac_address}")
+        if int(parts[0], 16) & 1:
+            raise UserError(f"invalid MAC address: {opts.mac_address} is a multicast address")
+    if (opts.ip or opts.network_aliases) and (not is_bridged(mode) or mode == NETWORK):
+        what = "user specified IP address" if opts.ip else "network-scoped alias"
+        raise UserError(f"{what} is supported on user defined networks only")
+    if opts.ip:
+        from .ipam import IpamError, parse_ipv4
+
+        try:
+            parse_ipv4(opts.ip)
+        except IpamError:
+            raise UserError(f"invalid IPv4 address: {opts.ip}") from None
+
+
+def _is_hex(text: str) -> bool:
+    return all(c in "0123456789abcdefABCDEF" for c in text)

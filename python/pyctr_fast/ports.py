@@ -38,7 +38,7 @@ from .nat import TABLE
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import socket
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Iterable, Mapping, Sequence
     from typing import Any
 
 __all__ = [
@@ -271,8 +271,10 @@ def _free_port(proto: str, host_ip: str, leases: Mapping[str, str], chosen: list
 # --------------------------------------------------------------------------- nftables
 
 
-def setup_script(bridge: str) -> str:
-    """The chains and maps (idempotent: our own chains are flushed and refilled)."""
+def setup_script(bridges: Sequence[str]) -> str:
+    """The publishing chains and maps for every bridge in ``bridges``
+    (idempotent: our own chains are flushed and refilled; the maps keep
+    their elements)."""
     t = f"ip {TABLE}"
     lines = [
         f"add table {t}",
@@ -281,24 +283,28 @@ def setup_script(bridge: str) -> str:
         f"add chain {t} localnet-guard "
         "{ type filter hook input priority filter; policy accept; }",
         f"add chain {t} publish",
-        f"add chain {t} masq-local-{bridge}",
     ]
+    lines += [f"add chain {t} masq-local-{bridge}" for bridge in bridges]
     for proto in ("tcp", "udp"):
         lines.append(f"add map {t} pub-{proto} {{ type inet_service : ipv4_addr . inet_service; }}")
         lines.append(
             f"add map {t} pub-{proto}-ip "
             "{ type ipv4_addr . inet_service : ipv4_addr . inet_service; }"
         )
-    for chain in ("prerouting", "output", "localnet-guard", "publish", f"masq-local-{bridge}"):
-        lines.append(f"flush chain {t} {chain}")
+    chains = ["prerouting", "output", "localnet-guard", "publish"]
+    chains += [f"masq-local-{bridge}" for bridge in bridges]
+    lines += [f"flush chain {t} {chain}" for chain in chains]
     lines += [
         f"add rule {t} prerouting fib daddr type local jump publish",
         f"add rule {t} output fib daddr type local jump publish",
-        f'add rule {t} localnet-guard iifname "{bridge}" ip daddr 127.0.0.0/8 '
-        "ct status and dnat == 0 drop",
-        f'add rule {t} masq-local-{bridge} ip saddr 127.0.0.0/8 oifname "{bridge}" masquerade',
-        f"add rule {t} postrouting jump masq-local-{bridge}",
     ]
+    for bridge in bridges:
+        lines += [
+            f'add rule {t} localnet-guard iifname "{bridge}" ip daddr 127.0.0.0/8 '
+            "ct status and dnat == 0 drop",
+            f'add rule {t} masq-local-{bridge} ip saddr 127.0.0.0/8 oifname "{bridge}" masquerade',
+            f"add rule {t} postrouting jump masq-local-{bridge}",
+        ]
     for proto in ("tcp", "udp"):
         lines.append(
             f"add rule {t} publish dnat ip to ip daddr . {proto} dport map @pub-{proto}-ip"

@@ -87,6 +87,12 @@ class RunOptions:
     ``stop_signal`` (name or number; default the image's, else SIGTERM) and
     ``stop_timeout`` (seconds; default 10).  :func:`check_run_options`
     validates them with Docker's messages.
+
+    Network: ``publish`` (``-p`` specs), ``publish_all`` (``-P``), ``expose``
+    (``--expose`` specs), ``dns``, ``dns_search``, ``dns_options`` and
+    ``extra_hosts`` (``--add-host`` values), see :mod:`pyctr_fast.netopts`;
+    ``network_aliases``, ``ip`` and ``mac_address`` for the endpoint on a
+    user-defined network (:mod:`pyctr_fast.network`).
     """
 
     __slots__ = (
@@ -95,20 +101,29 @@ class RunOptions:
         "cgroup_parent",
         "command",
         "detach",
+        "dns",
+        "dns_options",
+        "dns_search",
         "entrypoint",
         "env",
         "env_files",
+        "expose",
+        "extra_hosts",
         "hostname",
         "image",
         "interactive",
+        "ip",
         "limits",
         "log_driver",
         "log_opts",
+        "mac_address",
         "name",
         "network",
+        "network_aliases",
         "platform",
         "privileged",
         "publish",
+        "publish_all",
         "pull",
         "read_only",
         "remove",
@@ -159,6 +174,15 @@ class RunOptions:
         cgroup_parent: str | None = None,
         security_opt: Iterable[str] = (),
         publish: Iterable[str] = (),
+        publish_all: bool = False,
+        expose: Iterable[str] = (),
+        dns: Iterable[str] = (),
+        dns_search: Iterable[str] = (),
+        dns_options: Iterable[str] = (),
+        extra_hosts: Iterable[str] = (),
+        network_aliases: Iterable[str] = (),
+        ip: str | None = None,
+        mac_address: str | None = None,
     ) -> None:
         self.rootfs = rootfs
         self.image = image
@@ -192,6 +216,15 @@ class RunOptions:
         self.cgroup_parent = cgroup_parent
         self.security_opt = _strings(security_opt, "security_opt")
         self.publish = _strings(publish, "publish")
+        self.publish_all = publish_all
+        self.expose = _strings(expose, "expose")
+        self.dns = _strings(dns, "dns")
+        self.dns_search = _strings(dns_search, "dns_search")
+        self.dns_options = _strings(dns_options, "dns_options")
+        self.extra_hosts = _strings(extra_hosts, "extra_hosts")
+        self.network_aliases = _strings(network_aliases, "network_aliases")
+        self.ip = ip
+        self.mac_address = mac_address
 
     def wants_cgroup(self, supervised: bool) -> bool:
         """Whether the container gets a cgroup of its own: always under a
@@ -434,12 +467,19 @@ def build_spec(
     if not command:
         raise UserError("no command specified")
     network = _check_network(opts.network)
+    if opts.publish or opts.ip or opts.mac_address or opts.network_aliases:
+        from .network import check_endpoint_options
+
+        check_endpoint_options(opts, network)
     if opts.publish:
-        if network != "bridge":
-            raise UserError(f"port publishing (-p) needs --network bridge, not {network}")
         from .ports import port_bindings
 
         port_bindings(opts.publish)  # validates
+    netflags = (opts.expose, opts.dns, opts.dns_search, opts.dns_options, opts.extra_hosts)
+    if opts.publish_all or any(netflags):
+        from .netopts import check_network_options
+
+        check_network_options(opts, network)
     if opts.hostname:
         hostname = validate_hostname(opts.hostname)
     elif network == "host":

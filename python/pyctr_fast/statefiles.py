@@ -144,6 +144,9 @@ def container_json(
         config["StopSignal"] = str(stop_signal)
     if opts.stop_timeout is not None:
         config["StopTimeout"] = opts.stop_timeout
+    exposed = _exposed_ports(opts, cfg)
+    if exposed:
+        config["ExposedPorts"] = exposed
     if prep.overlay is not None:
         graph = {
             "Name": "overlay",
@@ -178,6 +181,11 @@ def container_json(
             "LogConfig": {"Type": "json-file", "Config": dict(log_config or {})},
             "NetworkMode": opts.network,
             "PortBindings": _port_bindings(opts),
+            "PublishAllPorts": opts.publish_all,
+            "Dns": list(opts.dns),
+            "DnsOptions": list(opts.dns_options),
+            "DnsSearch": list(opts.dns_search),
+            "ExtraHosts": _extra_hosts(opts),
             "Privileged": opts.privileged,
             "ReadonlyRootfs": opts.read_only,
             "CapAdd": list(opts.cap_add) or None,
@@ -187,7 +195,43 @@ def container_json(
             **(opts.limits.host_config if opts.limits is not None else {}),
         },
         "GraphDriver": graph,
+        **_networking_config(opts),
     }
+
+
+def _networking_config(opts: RunOptions) -> dict[str, Any]:
+    """Docker's ``NetworkingConfig`` for a bridged container: the endpoint
+    settings of its network (``--network-alias``, ``--ip``,
+    ``--mac-address``), which ``network connect`` extends."""
+    mode = opts.network
+    if mode in ("none", "host") or mode.startswith("container:"):
+        return {}
+    settings: dict[str, Any] = {}
+    if opts.network_aliases:
+        settings["Aliases"] = list(opts.network_aliases)
+    if opts.ip:
+        settings["IPAddress"] = opts.ip
+    if opts.mac_address:
+        settings["MacAddress"] = opts.mac_address
+    return {"NetworkingConfig": {"EndpointsConfig": {mode: settings}}}
+
+
+def _exposed_ports(opts: RunOptions, image_cfg: dict[str, Any]) -> dict[str, Any]:
+    """``Config.ExposedPorts``: the image's, ``--expose``'s and ``-p``'s."""
+    if not (opts.expose or opts.publish or image_cfg.get("ExposedPorts")):
+        return {}
+    from .netopts import exposed_ports
+
+    return exposed_ports(opts, image_cfg)
+
+
+def _extra_hosts(opts: RunOptions) -> list[str] | None:
+    """``HostConfig.ExtraHosts`` (``NAME:IP``, as Docker records them)."""
+    if not opts.extra_hosts:
+        return None
+    from .netopts import parse_extra_host
+
+    return [parse_extra_host(h) for h in opts.extra_hosts]
 
 
 def _port_bindings(opts: RunOptions) -> dict[str, Any]:

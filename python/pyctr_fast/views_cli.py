@@ -1,4 +1,4 @@
-"""The reading commands: ``ps``, ``inspect``, ``logs``, ``top`` and ``cp``.
+"""The reading commands: ``ps``, ``inspect``, ``logs``, ``top``, ``port`` and ``cp``.
 
 Each ``*_cli(args, root)`` parses Docker's flags and returns the exit status;
 the work is done by :mod:`pyctr_fast.views`, :mod:`pyctr_fast.logs` and
@@ -19,7 +19,16 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from typing import Any
 
-__all__ = ["COMMANDS", "cp_cli", "inspect_cli", "logs_cli", "ps_cli", "tabwrite", "top_cli"]
+__all__ = [
+    "COMMANDS",
+    "cp_cli",
+    "inspect_cli",
+    "logs_cli",
+    "port_cli",
+    "ps_cli",
+    "tabwrite",
+    "top_cli",
+]
 
 PROG = "pyctr-fast"
 _HELP = Flag("help", BOOL, "Print usage")
@@ -73,7 +82,7 @@ def _parse(
         elif high is None:
             want = f"at least {low} argument{'s' if low != 1 else ''}"
         else:
-            want = f"at most {high} argument{'s' if high != 1 else ''}"
+            want = f"at least {low} and at most {high} argument{'s' if high != 1 else ''}"
         raise UserError(f"\"{command}\" requires {want}. See '{PROG} {command} --help'.")
     return parsed, rest
 
@@ -316,6 +325,57 @@ def top_cli(args: Sequence[str], root: str | None) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- port
+
+
+def _natural_key(text: str) -> list[tuple[int, str]]:
+    """Docker's ``sortorder.NaturalLess``: digit runs compare as numbers."""
+    import re
+
+    return [(int(p), "") if p.isdigit() else (-1, p) for p in re.split(r"(\d+)", text) if p]
+
+
+def port_cli(args: Sequence[str], root: str | None) -> int:
+    """``port CONTAINER [PRIVATE_PORT[/PROTO]]``: Docker's ``80/tcp ->
+    0.0.0.0:32768`` lines (just ``0.0.0.0:32768`` for one port)."""
+    from . import records
+    from .network import endpoint
+    from .ports import describe
+
+    got = _parse(
+        args,
+        (),
+        "port CONTAINER [PRIVATE_PORT[/PROTO]]\n\n"
+        "List port mappings or a specific mapping for the container",
+        1,
+        2,
+    )
+    if got is None:
+        return 0
+    _, words = got
+    rec = records.resolve(_root(root), words[0])
+    ep = endpoint(rec.dir) if rec.state()["Running"] else None
+    published = describe((ep or {}).get("ports") or ())
+    if len(words) == 2:
+        port, _, proto = words[1].partition("/")
+        if not port.isdigit() or int(port) > 65535:
+            raise UserError(f"Error: invalid port ({port})", exit_code=1)
+        key = f"{int(port)}/{proto or 'tcp'}"
+        if key not in published:
+            raise UserError(f"Error: No public port '{key}' published for {words[0]}", exit_code=1)
+        out = [f"{b['HostIp']}:{b['HostPort']}" for b in published[key]]
+    else:
+        out = [
+            f"{key} -> {b['HostIp']}:{b['HostPort']}"
+            for key, bindings in published.items()
+            for b in bindings
+        ]
+    out.sort(key=_natural_key)
+    if out:
+        write_out("\n".join(out) + "\n")
+    return 0
+
+
 # --------------------------------------------------------------------------- cp
 
 
@@ -350,5 +410,6 @@ COMMANDS: dict[str, Callable[[Sequence[str], str | None], int]] = {
     "inspect": inspect_cli,
     "logs": logs_cli,
     "top": top_cli,
+    "port": port_cli,
     "cp": cp_cli,
 }

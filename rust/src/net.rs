@@ -133,6 +133,15 @@ fn net_teardown(py: Python<'_>, cdir: &str) -> PyResult<()> {
     py.allow_threads(|| net::teardown::teardown_dir(std::path::Path::new(cdir))).map_err(|e| to_py(py, e))
 }
 
+/// Undo one endpoint given as JSON (network.json's shape): a failed start
+/// before the record is written, or `network disconnect`.
+#[pyfunction]
+fn net_teardown_endpoint(py: Python<'_>, endpoint_json: &str) -> PyResult<()> {
+    let endpoint: net::teardown::Endpoint = serde_json::from_str(endpoint_json)
+        .map_err(|e| to_py(py, pyctr_core::errors::Error::msg("endpoint json", e.to_string())))?;
+    py.allow_threads(|| net::teardown::teardown(&endpoint)).map_err(|e| to_py(py, e))
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(net_bridge_ensure, m)?)?;
     m.add_function(wrap_pyfunction!(net_veth_attach, m)?)?;
@@ -142,5 +151,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(net_netns_create, m)?)?;
     m.add_function(wrap_pyfunction!(net_netns_remove, m)?)?;
     m.add_function(wrap_pyfunction!(net_teardown, m)?)?;
+    m.add_function(wrap_pyfunction!(net_teardown_endpoint, m)?)?;
     Ok(())
 }

@@ -44,6 +44,10 @@ pub struct Endpoint {
     pub port_lease: Option<Lease>,
     #[serde(default)]
     pub nft: Option<NftUndo>,
+    /// Endpoints on further networks (`network connect`), in the same
+    /// namespace: each has its own veth and lease.
+    #[serde(default)]
+    pub endpoints: Vec<Endpoint>,
 }
 
 /// Read `<cdir>/network.json`, undo it and remove the record.  No record:
@@ -69,6 +73,11 @@ pub fn teardown_dir(cdir: &Path) -> Result<()> {
 /// namespace file, and release the address and port leases.
 pub fn teardown(endpoint: &Endpoint) -> Result<()> {
     let mut first: Option<Error> = None;
+    for extra in &endpoint.endpoints {
+        if let Err(e) = teardown(extra) {
+            first.get_or_insert(e);
+        }
+    }
     if let Some(nft) = &endpoint.nft {
         if let Err(e) = run_nft(nft) {
             first.get_or_insert(e);
