@@ -13,7 +13,7 @@ Method:
   disk is slow and is never timed;
 * every container runs ``sleep`` from a busybox directory given with
   ``--rootfs`` (``podman import`` would write to the host's blob-info cache);
-  podman runs with ``--network none`` (pyctr-fast's default), cgroupfs,
+  podman runs with ``--network none`` (as pyctr-fast does here), cgroupfs,
   ``--events-backend none`` and the ulimits this VM needs (nofile 20000,
   nproc 32768); pyctr-fast's image path (the same tree imported as an image,
   overlay) is an extra ``run -d`` row;
@@ -290,7 +290,7 @@ METHOD = """\
   engine), given with `--rootfs`; pyctr-fast's image path (the tree imported
   with `pyctr-fast import`, run on overlayfs) is one more `run -d` row.  Podman
   runs with a throwaway `--root`/`--runroot`/`--tmpdir`, `--cgroup-manager
-  cgroupfs`, `--events-backend none`, `--network none` (pyctr-fast's default)
+  cgroupfs`, `--events-backend none`, `--network none` (as pyctr-fast here)
   and the ulimits this VM needs; crun runs one container from a bundle made
   with `crun spec`.
 - Memory: N idle containers started one after the other, 1 s idle, then `Rss`

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import redis_image
 import registry_kit as kit
 
 
@@ -134,6 +133,9 @@ def certs_dir(tmp_path: Path) -> Path:
 def redis_ref(registry: kit.Registry, tmp_path_factory: pytest.TempPathFactory) -> str:
     """The redis image (tests/redis_image.py) in the loopback registry:
     ``127.0.0.1:PORT/test/redis:7``."""
+
+    import redis_image  # here: the leak guard's own tests load this plugin without it
+
     missing = redis_image.missing_tools()
     if missing:
         msg = f"the redis image needs {', '.join(missing)} (installed by .ci/setup)"

@@ -164,7 +164,7 @@ def test_run_flags_fill_run_options() -> None:
 def test_run_defaults_are_dockers() -> None:
     got = opts("--rootfs", "/r", "true")
     assert got == RunOptions("/r", ["true"])
-    assert got.network == "none" and not got.tty and not got.interactive and not got.remove
+    assert got.network == "bridge" and not got.tty and not got.interactive and not got.remove
 
 
 def test_long_flag_spellings_for_run() -> None:

@@ -105,7 +105,7 @@ def test_bridge_container_has_eth0_an_address_and_a_default_route(
 
 
 def test_none_still_has_only_loopback(engine: Engine, clean: ctrkit.NetSnapshot) -> None:
-    out = assert_ok(engine.sh("ip -o link"))
+    out = assert_ok(engine.sh("ip -o link", opts=["--network", "none"]))
     assert [line.split(":")[1].strip() for line in out.splitlines()] == ["lo"], out
 
 
@@ -407,7 +407,7 @@ def test_a_port_in_use_is_refused_with_nothing_set_up(
 
 
 def test_publishing_needs_the_bridge_network(engine: Engine) -> None:
-    res = engine.run("true", opts=["-p", "8080:80"])
+    res = engine.run("true", opts=["--network", "none", "-p", "8080:80"])
     assert res.returncode == 125, res
     assert "port publishing (-p) needs --network bridge or a user-defined network, not none" in (
         res.stderr

@@ -117,7 +117,7 @@ def test_dns_search_dot_means_no_search_line(engine: Engine) -> None:
 def test_add_host_entries_come_after_the_loopback_lines_and_before_the_own_name(
     engine: Engine,
 ) -> None:
-    opts = ["--hostname", "box", "--add-host", "db.test:192.0.2.10"]
+    opts = ["--network", "none", "--hostname", "box", "--add-host", "db.test:192.0.2.10"]
     opts += ["--add-host", "v6.test=[2001:db8::5]", "--add-host", "db.test:192.0.2.11"]
     lines = assert_ok(engine.run("cat", "/etc/hosts", opts=opts)).splitlines()
     at = lines.index("192.0.2.10\tdb.test")
@@ -167,8 +167,14 @@ def test_create_records_the_flags_as_docker_inspect_shows_them(
         (["--add-host", "foo"], 'bad format for add-host: "foo"'),
         (["--add-host", "foo:not-an-ip"], 'invalid IP address in add-host: "not-an-ip"'),
         (["--expose", "http"], "invalid range format for --expose: http"),
-        (["-P"], "port publishing (-P) needs --network bridge or a user-defined network, not none"),
-        (["--add-host", "gw:host-gateway"], "host-gateway needs --network bridge"),
+        (
+            ["--network", "none", "-P"],
+            "port publishing (-P) needs --network bridge or a user-defined network, not none",
+        ),
+        (
+            ["--network", "none", "--add-host", "gw:host-gateway"],
+            "host-gateway needs --network bridge",
+        ),
     ],
 )
 @pytest.mark.parametrize("command", ["run", "create"])

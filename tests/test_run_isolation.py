@@ -118,8 +118,15 @@ def test_hostname_changed_inside_leaves_host_hostname_alone(engine: Engine) -> N
     assert Path("/proc/sys/kernel/hostname").read_text().strip() == before
 
 
-def test_default_network_is_none_with_only_loopback(engine: Engine) -> None:
-    out = assert_ok(engine.sh("ls /sys/class/net; cat /sys/class/net/lo/flags"))
+def test_default_network_is_the_bridge_with_eth0(engine: Engine) -> None:
+    # Docker's default: a namespace of its own on the default bridge.
+    out = assert_ok(engine.sh("ls /sys/class/net; ip -4 -o route show default"))
+    assert out.split()[:2] == ["eth0", "lo"] and " dev eth0" in out, out
+
+
+def test_network_none_has_only_loopback_and_it_is_up(engine: Engine) -> None:
+    script = "ls /sys/class/net; cat /sys/class/net/lo/flags"
+    out = assert_ok(engine.sh(script, opts=["--network", "none"]))
     names, flags = out.split()[:-1], out.split()[-1]
     assert names == ["lo"], out
     assert int(flags, 16) & 0x1, f"lo is not up: flags {flags}"

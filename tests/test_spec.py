@@ -830,7 +830,8 @@ def test_run_writes_bundle_runs_and_leaves_nothing_under_root(
     rootfs: str, tmp_path: Any, fake_native: _FakeNative
 ) -> None:
     state = tmp_path / "state"
-    opts = RunOptions(rootfs, ["true"], interactive=True)
+    # A fake native side: no network namespace to plug into a bridge.
+    opts = RunOptions(rootfs, ["true"], interactive=True, network="none")
     assert container.run_container(opts, root=str(state), environ={}) == 3
     (spec, bundle, stdin, forward, files) = fake_native.calls[0]
     assert os.path.dirname(bundle) == str(state / "containers")
@@ -854,7 +855,8 @@ def test_run_removes_the_bundle_when_the_container_fails_to_start(
     fake_native.fail = True
     state = tmp_path / "state"
     (state / "containers" / "other").mkdir(parents=True)
-    status = container.run_from_cli(RunOptions(rootfs, ["/nope"], remove=True), str(state))
+    opts = RunOptions(rootfs, ["/nope"], remove=True, network="none")
+    status = container.run_from_cli(opts, str(state))
     assert status == 127
     assert capsys.readouterr().err == "pyctr-fast: execve /nope: No such file or directory\n"
     assert fake_native.calls[0][3] is True  # the CLI forwards signals

@@ -347,8 +347,8 @@ def _rows(out: str) -> dict[str, list[str]]:
 
 
 def test_busy_container_shows_high_cpu_and_idle_one_near_zero(ctrs: Ctrs) -> None:
-    busy = ctrs.run_d(*BUSY, opts=("--name", "busy"))
-    idle = ctrs.run_d(*SLEEP, opts=("--name", "idle"))
+    busy = ctrs.run_d(*BUSY, opts=("--name", "busy", "--network", "none"))
+    idle = ctrs.run_d(*SLEEP, opts=("--name", "idle", "--network", "none"))
     time.sleep(0.3)  # let the busy loop get going
     res = ctrs.cli(
         "stats",
@@ -411,7 +411,7 @@ def test_no_stream_without_containers_prints_nothing(ctrs: Ctrs) -> None:
 
 
 def test_json_format_and_no_trunc(ctrs: Ctrs) -> None:
-    cid = ctrs.run_d(*SLEEP, opts=("--name", "jsoned"))
+    cid = ctrs.run_d(*SLEEP, opts=("--name", "jsoned", "--network", "none"))
     res = ctrs.cli("stats", "--no-stream", "--no-trunc", "--format", "json", "jsoned")
     line = assert_ok(res).strip()
     doc = json.loads(line)
@@ -575,7 +575,7 @@ def _client(ctrs: Ctrs) -> Any:
 
 
 def test_api_stats_without_stream_is_one_engine_api_object(ctrs: Ctrs) -> None:
-    cid = ctrs.run_d(*BUSY, opts=("--name", "apistats"))
+    cid = ctrs.run_d(*BUSY, opts=("--name", "apistats", "--network", "none"))
     box = _client(ctrs).containers.get(cid)
     started = time.monotonic()
     doc = box.stats(stream=False)
@@ -642,3 +642,20 @@ def test_api_stats_of_a_stopped_container_is_zeros_and_bad_arguments_refused(
     assert_ok(ctrs.cli("rm", cid))
     with pytest.raises(NotFound):
         box.stats(stream=False)
+
+
+def test_a_bridged_containers_eth0_traffic_is_counted(ctrs: Ctrs) -> None:
+    # The default network is the bridge: pinging its gateway (an address of
+    # this host the test's own bridge holds) shows up in NetIO and networks.
+    cid = ctrs.run_d(
+        "sh",
+        "-c",
+        "ping -c 3 -i 0.2 -s 1000 $(ip route | awk '/default/ {print $3}'); exec sleep 60",
+    )
+    time.sleep(1.2)
+    doc = json.loads(assert_ok(ctrs.cli("stats", "--no-stream", "--format", "json", cid)).strip())
+    received, _, sent = doc["NetIO"].partition(" / ")
+    assert received.endswith("kB") and sent.endswith("kB"), doc
+    assert float(sent[:-2]) >= 3.0, doc  # three 1 kB echo requests at least
+    api = _client(ctrs).containers.get(cid).stats(stream=False)
+    assert list(api["networks"]) == ["eth0"], api["networks"]

@@ -278,7 +278,7 @@ def test_inspect_running_container_shape_state_namespaces_mounts_and_after_stop(
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z", state["StartedAt"])
     assert state["FinishedAt"] == "0001-01-01T00:00:00Z"
     assert obj["Config"]["Cmd"] == ["sleep", "100"]
-    assert obj["HostConfig"]["NetworkMode"] == "none"
+    assert obj["HostConfig"]["NetworkMode"] == "bridge"  # Docker's default
     assert obj["Mounts"] == [
         {
             "Type": "bind",
@@ -297,8 +297,13 @@ def test_inspect_running_container_shape_state_namespaces_mounts_and_after_stop(
         file = {"mount": "mnt", "network": "net"}.get(kind, kind)
         assert path == f"/proc/{pid}/ns/{file}"
         assert os.stat(path).st_ino != os.stat(f"/proc/self/ns/{file}").st_ino, kind
-    assert obj["NetworkSettings"]["SandboxKey"] == f"/proc/{pid}/ns/net"
-    assert list(obj["NetworkSettings"]["Networks"]) == ["none"]
+    sandbox = obj["NetworkSettings"]["SandboxKey"]  # its namespace file on the bridge
+    assert (
+        sandbox.endswith(f"/netns/{cid}")
+        and os.stat(sandbox).st_ino == os.stat(f"/proc/{pid}/ns/net").st_ino
+    )
+    assert list(obj["NetworkSettings"]["Networks"]) == ["bridge"]
+    assert obj["NetworkSettings"]["IPAddress"].count(".") == 3
 
     assert_ok(engine.cli_run("stop", "-t", "1", "insp"))
     [obj] = inspect(engine, cid[:8])

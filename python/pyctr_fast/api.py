@@ -49,7 +49,7 @@ def run(
     workdir: str | None = None,
     volumes: Iterable[str] = (),
     tmpfs: Iterable[str] = (),
-    network: str = "none",
+    network: str = "bridge",  # spec.DEFAULT_NETWORK
     cap_add: Iterable[str] = (),
     cap_drop: Iterable[str] = (),
     privileged: bool = False,

@@ -64,7 +64,7 @@ RUN_FLAGS: tuple[Flag, ...] = (
     Flag(
         "network",
         VALUE,
-        'Connect a container to a network: "none" (default), "host", "bridge", '
+        'Connect a container to a network: "bridge" (default), "none", "host", '
         '"container:NAME" or a user-defined network',
     ),
     Flag("net", VALUE, "Alias of --network", dest="network"),
@@ -212,7 +212,7 @@ def options_from_run_args(args: Sequence[str]) -> tuple[RunOptions | None, Parse
         workdir=parsed.value("workdir"),
         volumes=parsed.values("volume"),
         tmpfs=parsed.values("tmpfs"),
-        network=parsed.value("network") or "none",
+        network=parsed.value("network") or "bridge",  # spec.DEFAULT_NETWORK
         cap_add=parsed.values("cap-add"),
         cap_drop=parsed.values("cap-drop"),
         privileged=parsed.flag("privileged"),

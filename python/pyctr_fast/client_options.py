@@ -297,7 +297,7 @@ def build_options(
         ep = split_command(kwargs["entrypoint"], "entrypoint")
         entrypoint = ep[0] if ep else ""
         args = ep[1:] + args
-    network = kwargs.get("network_mode") or "none"
+    network = kwargs.get("network_mode") or "bridge"  # Docker's default
     if kwargs.get("network_disabled"):
         network = "none"
     user = kwargs.get("user")

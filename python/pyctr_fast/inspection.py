@@ -156,14 +156,19 @@ def _graph_driver(rec: Record, spec: dict[str, Any], launch: dict[str, Any]) -> 
     return {"Name": "rootfs", "Data": {"MergedDir": str((spec.get("root") or {}).get("path", ""))}}
 
 
-def _namespaces(spec: dict[str, Any], pid: int) -> dict[str, str]:
+def _namespaces(spec: dict[str, Any], pid: int, cid: str) -> dict[str, str]:
+    """The container's own namespaces, by type: new ones, and the network
+    namespace file a bridged container was given (``<run>/netns/<id>``);
+    not those it joined (another container's, the host's)."""
     if pid <= 0:
         return {}
     out = {}
     for ns in (spec.get("linux") or {}).get("namespaces") or []:
         kind = str(ns.get("type", ""))
         name = NS_FILES.get(kind)
-        if name is not None and not ns.get("path"):
+        path = str(ns.get("path") or "")
+        own = not path or (kind == "network" and os.path.basename(path) == cid)
+        if name is not None and own:
             out[kind] = f"/proc/{pid}/ns/{name}"
     return out
 
@@ -317,7 +322,7 @@ def inspect_container(rec: Record, *, size: bool = False) -> dict[str, Any]:
             _endpoint(rec) if pid > 0 else None,
             str(rec.container.get("Name") or "").lstrip("/"),
         ),
-        "Namespaces": _namespaces(spec, pid),
+        "Namespaces": _namespaces(spec, pid, rec.id),
     }
     for key, value in rec.container.items():
         if key not in _PRIVATE and key not in ("State", "HostConfig", "Config"):

@@ -23,7 +23,6 @@ bridge in *its* table, which we never touch.
 
 from __future__ import annotations
 
-import contextlib
 import os
 
 from .errors import UserError
@@ -160,8 +159,10 @@ def _markers(rundir: str) -> dict[str, str]:
         bridge = fname[: -len(".nat")]
         path = os.path.join(d, fname)
         if not os.path.exists(f"/sys/class/net/{bridge}"):
-            with contextlib.suppress(OSError):
+            try:
                 os.unlink(path)
+            except OSError:
+                pass
             continue
         try:
             with open(path, encoding="ascii") as f:
@@ -226,8 +227,10 @@ def forget_bridge(rundir: str, bridge: str) -> None:
     if not os.path.isdir(d):
         return
     with FileLock(os.path.join(d, "nat.lock")):
-        with contextlib.suppress(FileNotFoundError):
+        try:
             os.unlink(os.path.join(d, f"{bridge}.nat"))
+        except FileNotFoundError:
+            pass
         bridges = _markers(rundir)
         bridges.pop(bridge, None)
         try:

@@ -251,9 +251,6 @@ def ensure_bridge(rundir: str, net: Network) -> None:
     """``net``'s bridge up with its gateway address, and NAT for its subnet
     (set up when the bridge is new or the marker under the run dir
     disagrees: after a reboot both are gone)."""
-    from . import _native, nat
-    from .ipam import parse_cidr
-
     marker = os.path.join(rundir, "networks", f"{net.bridge}.nat")
     try:
         with open(marker, encoding="ascii") as f:
@@ -261,7 +258,10 @@ def ensure_bridge(rundir: str, net: Network) -> None:
     except OSError:
         current = False
     if current and _ifindex(net.bridge) is not None:
-        return
+        return  # the common case: nothing to import or run
+    from . import _native, nat
+    from .ipam import parse_cidr
+
     prefix = parse_cidr(net.subnet)[1]
     _native.net_bridge_ensure(net.bridge, f"{net.gateway}/{prefix}")
     nat.ensure_masquerade(rundir, net.bridge, net.subnet)

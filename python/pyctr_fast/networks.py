@@ -17,12 +17,8 @@ another network of this data root (Docker's 172.17.0.0/16, podman's
 
 from __future__ import annotations
 
-import hashlib
 import os
-import re
-import secrets
 import time
-from dataclasses import dataclass, field
 
 from . import compact_json
 from .errors import UserError
@@ -45,9 +41,17 @@ __all__ = [
 ]
 
 BUILTIN = ("bridge", "host", "none")
-#: Docker's rule for network names.
-_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
-_POOL = tuple(f"10.{second}.{third}.0/24" for second in range(120, 128) for third in range(256))
+#: sha256("pyctr-fast default bridge network"): the same in every data root.
+DEFAULT_BRIDGE_ID = "6afa163a5e90b077b2b301d6fafafc87a72106bc3c4a533e50220db2560672fe"
+_ALNUM = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+_HEX = frozenset("0123456789abcdef")
+
+
+def _pool() -> Iterator[str]:
+    """Candidate subnets of new networks, in order."""
+    for second in range(120, 128):
+        for third in range(256):
+            yield f"10.{second}.{third}.0/24"
 
 
 class NetworkNotFound(UserError):
@@ -55,18 +59,36 @@ class NetworkNotFound(UserError):
         super().__init__(f"network {ref} not found", exit_code=1)
 
 
-@dataclass(frozen=True)
 class Network:
-    """One bridge network: the default ``bridge`` or a user-defined one."""
+    """One bridge network: the default ``bridge`` or a user-defined one.
 
-    name: str
-    id: str
-    bridge: str
-    subnet: str
-    gateway: str
-    created: str = ""
-    labels: dict[str, str] = field(default_factory=dict)
-    internal: bool = False
+    A plain class, not a dataclass: :mod:`dataclasses` costs ~8 ms to
+    import, and this is on the start path of every bridged container."""
+
+    __slots__ = ("bridge", "created", "gateway", "id", "internal", "labels", "name", "subnet")
+
+    def __init__(
+        self,
+        name: str,
+        id: str,
+        bridge: str,
+        subnet: str,
+        gateway: str,
+        created: str = "",
+        labels: dict[str, str] | None = None,
+        internal: bool = False,
+    ) -> None:
+        self.name = name
+        self.id = id
+        self.bridge = bridge
+        self.subnet = subnet
+        self.gateway = gateway
+        self.created = created
+        self.labels = dict(labels or {})
+        self.internal = internal
+
+    def __repr__(self) -> str:
+        return f"Network(name={self.name!r}, id={self.id[:12]!r}, subnet={self.subnet!r})"
 
     @property
     def user_defined(self) -> bool:
@@ -115,14 +137,14 @@ class Network:
 
 def valid_name(name: str) -> bool:
     """Docker's rule for a network's name."""
-    return bool(_NAME.fullmatch(name))
+    # Docker's rule, [a-zA-Z0-9][a-zA-Z0-9_.-]* (no `re`: ~3 ms to import).
+    return bool(name) and name[0] in _ALNUM and all(c in _ALNUM or c in "_.-" for c in name)
 
 
 def default_bridge(subnet: str, gateway: str) -> Network:
     """The built-in ``bridge`` network on ``pyctr0`` (its id is fixed so that
     every data root names it alike)."""
-    ident = hashlib.sha256(b"pyctr-fast default bridge network").hexdigest()
-    return Network("bridge", ident, "pyctr0", subnet, gateway)
+    return Network("bridge", DEFAULT_BRIDGE_ID, "pyctr0", subnet, gateway)
 
 
 def _dir(root: str) -> str:
@@ -155,7 +177,7 @@ def find(root: str, ref: str) -> Network | None:
     for net in nets:
         if net.name == ref or net.id == ref:
             return net
-    if len(ref) >= 1 and re.fullmatch(r"[0-9a-f]+", ref):
+    if ref and all(c in _HEX for c in ref):
         matches = [n for n in nets if n.id.startswith(ref)]
         if len(matches) == 1:
             return matches[0]
@@ -230,9 +252,11 @@ def create(
                 raise UserError(f"invalid pool request: Pool overlaps with other one ({clash})")
         else:
             busy = taken + _route_subnets()
-            subnet = next((c for c in _POOL if not any(_overlaps(c, t) for t in busy)), None)
+            subnet = next((c for c in _pool() if not any(_overlaps(c, t) for t in busy)), None)
             if subnet is None:
                 raise UserError("could not find an available, non-overlapping IPv4 address pool")
+        import secrets
+
         ident = secrets.token_hex(32)
         try:  # the gateway's checks are the lease table's
             gw = Ipam("/nonexistent", "check", subnet, gateway).gateway

@@ -45,6 +45,8 @@ ANNOTATION_NAME = "io.pyctr-fast.name"
 ANNOTATION_IMAGE = "io.pyctr-fast.image"
 ANNOTATION_STOP_SIGNAL = "io.pyctr-fast.stop-signal"
 NETWORK_MODES = ("none", "host", "bridge")  # and container:NAME
+#: Docker's default: a network namespace of its own on the default bridge.
+DEFAULT_NETWORK = "bridge"
 RESTART_POLICIES = ("no", "always", "on-failure", "unless-stopped")
 LOG_DRIVER = "json-file"
 #: Docker's defaults: SIGTERM, then SIGKILL after 10 seconds.
@@ -152,7 +154,7 @@ class RunOptions:
         workdir: str | None = None,
         volumes: Iterable[str] = (),
         tmpfs: Iterable[str] = (),
-        network: str = "none",
+        network: str = DEFAULT_NETWORK,
         cap_add: Iterable[str] = (),
         cap_drop: Iterable[str] = (),
         privileged: bool = False,
