@@ -256,13 +256,24 @@ def test_detached_auto_remove_cleans_up_when_the_container_ends(
     _assert_back_to(clean)
 
 
-def test_twenty_run_rm_cycles_leave_ipam_and_links_unchanged(
+def test_a_hundred_run_rm_cycles_leave_ipam_links_and_rules_unchanged(
     engine: Engine, clean: ctrkit.NetSnapshot
 ) -> None:
-    links = _host_links()
-    for _ in range(20):
-        assert_ok(engine.run("true", opts=BRIDGE))
-    assert _host_links() == links
+    links, nft = _host_links(), _nft_table()
+    seen = set()
+    for i in range(100):
+        if i % 2:  # foreground, with a published port (a DNAT element each time)
+            out = assert_ok(
+                engine.run("ip", "-4", "-o", "addr", "show", "eth0", opts=[*BRIDGE, "-p", "80"])
+            )
+        else:  # detached, removed by rm -f while it runs
+            cid = assert_ok(engine.run("sleep", "60", opts=[*BRIDGE, "-d"], rm=False)).strip()
+            out = assert_ok(engine.cli_run("exec", cid, "ip", "-4", "-o", "addr", "show", "eth0"))
+            assert_ok(engine.cli_run("rm", "-f", cid))
+        seen.add(out.split()[3])
+    assert len(seen) > 50  # round robin: addresses are not reused at once
+    assert _host_links() == links and _nft_table() == nft
+    assert port_leases() == {} and _table()["leases"] == {}
     _assert_back_to(clean)
 
 
@@ -352,6 +363,23 @@ def test_published_port_is_reachable_from_the_host_loopback_and_gateway(
     finally:
         assert_ok(engine.cli_run("rm", "-f", "web"))
     assert port_leases() == {}
+    _assert_back_to(clean)
+
+
+def test_containers_reach_published_ports_through_the_gateway_address_hairpin(
+    engine: Engine, net: dict[str, str], clean: ctrkit.NetSnapshot
+) -> None:
+    port = _free_port()
+    opts = [*BRIDGE, "-d", "--name", "hp", "-p", f"{port}:8080"]
+    assert_ok(engine.run(*SERVER, opts=opts, rm=False))
+    try:
+        # Another container on the bridge, and the publishing container itself.
+        other = engine.run("nc", "-w", "3", net["gateway"], str(port), opts=BRIDGE)
+        assert assert_ok(other) == "pong\n"
+        itself = engine.cli_run("exec", "hp", "nc", "-w", "3", net["gateway"], str(port))
+        assert assert_ok(itself) == "pong\n"
+    finally:
+        assert_ok(engine.cli_run("rm", "-f", "hp"))
     _assert_back_to(clean)
 
 

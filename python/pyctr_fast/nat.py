@@ -7,7 +7,8 @@ read, changed or flushed::
     table ip pyctr {
         chain postrouting { type nat hook postrouting priority srcnat; policy accept;
             jump masq-pyctr0 }
-        chain masq-pyctr0 { ip saddr 10.77.0.0/24 ip daddr != 10.77.0.0/24 masquerade }
+        chain masq-pyctr0 { ip saddr 10.77.0.0/24 ip daddr != 10.77.0.0/24 masquerade
+                            ip saddr 10.77.0.0/24 ip daddr 10.77.0.0/24 ct status dnat masquerade }
     }
 
 The script is idempotent (``add`` does not fail on what exists; our own
@@ -124,6 +125,12 @@ def nft_script(bridges: Mapping[str, str]) -> str:
             f"flush chain ip {TABLE} {chain}",
             f"add rule ip {TABLE} postrouting jump {chain}",
             f"add rule ip {TABLE} {chain} ip saddr {subnet} ip daddr != {subnet} masquerade",
+            # Hairpin: a container reaching a published port through a host
+            # address lands on its own subnet after DNAT; without this the
+            # target would answer it directly, from an address it never
+            # called.
+            f"add rule ip {TABLE} {chain} ip saddr {subnet} ip daddr {subnet} "
+            "ct status dnat masquerade",
         ]
     return "\n".join(lines) + "\n"
 

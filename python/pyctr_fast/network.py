@@ -407,6 +407,8 @@ def attach(
 
 
 def plug(ep: Mapping[str, Any], netns: str, gateway: str | None) -> None:
+    """The endpoint's veth pair into ``netns``, with hairpin mode on its
+    bridge port."""
     from . import _native
 
     _native.net_veth_attach(
@@ -418,6 +420,20 @@ def plug(ep: Mapping[str, Any], netns: str, gateway: str | None) -> None:
         gateway=gateway,
         mac=ep["mac"],
     )
+    _hairpin(str(ep["veth"]))
+
+
+def _hairpin(veth: str) -> None:
+    """Let the bridge send a frame back out of the port it came in on: with
+    br_netfilter loaded, a container calling its own published port through
+    a host address is DNAT'd at the bridge back to itself (Docker sets the
+    same without its userland proxy).  Best effort: without the sysfs file
+    (no bridge port) only that case is lost."""
+    try:
+        with open(f"/sys/class/net/{veth}/brport/hairpin_mode", "wb") as f:
+            f.write(b"1")
+    except OSError:
+        pass
 
 
 def _claim_ports(rundir: str, cid: str, publish: list[Binding]) -> dict[str, Any]:
