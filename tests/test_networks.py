@@ -328,3 +328,42 @@ def test_user_network_container_reaches_a_server_on_its_gateway(
         out = assert_ok(engine.run("nc", "-w", "3", gateway, str(port), opts=["--network", "out"]))
         t.join(5)
     assert out == "hello from the gateway\n"
+
+
+def test_networks_are_isolated_from_each_other_but_published_ports_are_not(
+    engine: Engine, networks: Networks
+) -> None:
+    networks.create("iso-a", "--subnet", "10.131.19.0/24")
+    networks.create("iso-b", "--subnet", "10.131.20.0/24")
+    port = _free_port()
+    opts = ["-d", "--name", "srv-b", "--network", "iso-b", "-p", f"{port}:8080"]
+    cid = assert_ok(engine.run(*SERVER, opts=opts, rm=False)).strip()
+    try:
+        ip_b = assert_ok(
+            engine.cli_run("inspect", "-f", "{{.NetworkSettings.IPAddress}}", cid)
+        ).strip()
+        assert ip_b.startswith("10.131.20."), ip_b
+        # From the other network: its address is unreachable ...
+        res = engine.run("nc", "-w", "2", ip_b, "8080", opts=["--network", "iso-a"])
+        assert res.stdout == "" and res.returncode != 0, res
+        # ... and from the default bridge too,
+        res = engine.run("nc", "-w", "2", ip_b, "8080", opts=["--network", "bridge"])
+        assert res.stdout == "" and res.returncode != 0, res
+        # but its published port, through iso-a's gateway (a host address), answers.
+        gateway_a = "10.131.19.1"
+        out = engine.run("nc", "-w", "3", gateway_a, str(port), opts=["--network", "iso-a"])
+        assert assert_ok(out) == "pong\n"
+        # A container on both networks reaches it directly.
+        assert_ok(engine.cli_run("network", "connect", "iso-a", "srv-b"))
+        both = engine.cli_run("exec", "srv-b", "nc", "-w", "2", ip_b, "8080")
+        assert assert_ok(both) == "pong\n"
+    finally:
+        assert_ok(engine.cli_run("rm", "-f", cid))
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -30,7 +30,7 @@ from .errors import UserError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
 
 __all__ = [
     "TABLE",
@@ -135,6 +135,30 @@ def nft_script(bridges: Mapping[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def isolation_script(bridges: Sequence[str]) -> str:
+    """Networks do not reach each other (Docker's ``DOCKER-ISOLATION``): a
+    packet from one of our bridges to another is dropped, unless it belongs
+    to a connection DNAT'd to a published port (a container may use another
+    network's published service through a host address, as the host can).
+    A container connected to both networks talks on each directly."""
+    t = f"ip {TABLE}"
+    lines = [
+        f"add chain {t} isolate {{ type filter hook forward priority filter; policy accept; }}",
+        f"add set {t} bridges {{ type ifname; }}",
+        f"flush chain {t} isolate",
+        f"flush set {t} bridges",
+    ]
+    if bridges:
+        names = ", ".join(f'"{b}"' for b in bridges)
+        lines.append(f"add element {t} bridges {{ {names} }}")
+    for bridge in bridges:
+        lines.append(
+            f'add rule {t} isolate iifname "{bridge}" oifname != "{bridge}" '
+            "oifname @bridges ct status and dnat == 0 drop"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def _iptables(tool: str, subnets: list[str]) -> None:
     import subprocess
 
@@ -187,6 +211,7 @@ def _apply(bridges: Mapping[str, str], gone: tuple[str, ...] = ()) -> str:
         from .ports import setup_script
 
         script = nft_script(bridges) + setup_script(sorted(bridges))
+        script += isolation_script(sorted(bridges))
         for bridge in gone:
             script += (
                 f"delete chain ip {TABLE} masq-{bridge}\n"
