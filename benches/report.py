@@ -5,7 +5,8 @@
 Runs, one after the other (each module's own functions, its own method and
 clean-up): start latency (benches.compare, with udocker), the OCI runtime
 (benches.runtime, hyperfine), throughput (benches.throughput), the CLI's phase
-breakdown (benches.phases), detached containers (benches.lifecycle, into
+breakdown (benches.phases), start latency with networking (benches.network:
+none/host/bridge beside podman's), detached containers (benches.lifecycle, into
 docs/benchmarks-lifecycle.md) and pull (benches.pull, into
 docs/benchmarks-pull.md).  docs/benchmarks.md gets the start-latency table and
 the sections of the others between their markers, plus this run's machine
@@ -33,7 +34,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from benches import compare, lifecycle, phases, pull, runtime, throughput
+from benches import compare, lifecycle, network, phases, pull, runtime, throughput
 from benches.compare import Candidate, _first_line, cgroup_mode, cpu_model
 from benches.runtime import markers, splice
 from benches.udocker import NAME as UDOCKER
@@ -186,7 +187,9 @@ def main(argv: list[str] | None = None) -> int:
         lines += [f"- failed: {e}" for e in errors]
         doc = splice(doc, section("benches.phases", lines), "benches.phases")
         failed += phases.missing(cols)
-        # 5. the chart, and the machine and the peers
+        # 5. start latency with networking (pyctr-fast and podman, none/host/bridge)
+        doc = network_step(doc, q, args.no_cgroup_fix, failed)
+        # 6. the chart, and the machine and the peers
         rows_ms = chart_rows(cands)
         if rows_ms:
             draw_chart(rows_ms, chart)
@@ -195,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
             failed.append("chart: no latency row has a number")
         mach = machine_section(versions(cands), str(chart) if rows_ms else None, q, load)
         out.write_text(splice(doc, mach, "benches.report"))
-        # 6. detached containers and pull: their own files
+        # 7. detached containers and pull: their own files
         lc = ["--quick", "--rounds", "2"] if q else []
         _step(
             "detached containers (benches.lifecycle)",
@@ -218,6 +221,25 @@ def main(argv: list[str] | None = None) -> int:
         print("benches.report: rows without a number: " + "; ".join(failed), file=sys.stderr)
         return 1
     return 0
+
+
+def network_step(doc: str, quick: bool, no_fix: bool, failed: list[str]) -> str:
+    """``doc`` with benches.network's section (its failure in ``failed``)."""
+    log("start latency with networking (benches.network)")
+    started = time.monotonic()
+    rounds, gap = (
+        (network.QUICK_ROUNDS, network.QUICK_GAP) if quick else (network.ROUNDS, network.GAP)
+    )
+    try:
+        rows, notes = network.collect(rounds, gap, no_fix)
+    except Exception as err:  # the other modules still run; the report says it failed
+        log(f"benches.network: {type(err).__name__}: {err}")
+        failed.append(f"network: {type(err).__name__}: {err}")
+        return doc
+    log(f"benches.network: {time.monotonic() - started:.0f} s")
+    failed += network.missing(rows)
+    text = network.section(network.render(rows, rounds, gap, notes))
+    return splice(doc, text, network.SECTION)
 
 
 def phases_of(runs: int) -> tuple[dict[str, dict[str, list[float]]], list[str]]:

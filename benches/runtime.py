@@ -134,7 +134,13 @@ def markers(name: str) -> tuple[str, str]:
 
 #: The sections other modules splice into docs/benchmarks.md, which
 #: benches.compare (rewriting the whole file) keeps.
-KEPT_SECTIONS = ("benches.runtime", "benches.throughput", "benches.phases", "benches.report")
+KEPT_SECTIONS = (
+    "benches.runtime",
+    "benches.throughput",
+    "benches.phases",
+    "benches.network",
+    "benches.report",
+)
 
 
 def section_of(doc: str, name: str = "benches.runtime") -> str | None:

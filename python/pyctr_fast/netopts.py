@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 __all__ = [
     "HOST_GATEWAY",
     "attach_record",
+    "check_endpoint_options",
     "check_network_options",
     "effective_bindings",
     "exposed_ports",
@@ -229,3 +230,36 @@ def resolve_host_gateway(cdir: str, gateway: str) -> None:
             f.truncate()
     except OSError as err:
         raise UserError(f"cannot write {path}: {err.strerror or err}") from None
+
+
+def check_endpoint_options(opts: RunOptions, mode: str) -> None:
+    """Docker's rules for ``-p``, ``--ip``, ``--mac-address`` and
+    ``--network-alias`` against the network mode."""
+    from .network import NETWORK, is_bridged
+
+    if opts.publish and not is_bridged(mode):
+        raise UserError(
+            f"port publishing (-p) needs --network bridge or a user-defined network, not {mode}"
+        )
+    if opts.mac_address is not None:
+        if not is_bridged(mode):
+            raise UserError(f"conflicting options: mac-address and the network mode {mode}")
+        parts = opts.mac_address.split(":")
+        if len(parts) != 6 or not all(len(p) == 2 and _is_hex(p) for p in parts):
+            raise UserError(f"invalid MAC address: {opts.mac_address}")
+        if int(parts[0], 16) & 1:
+            raise UserError(f"invalid MAC address: {opts.mac_address} is a multicast address")
+    if (opts.ip or opts.network_aliases) and (not is_bridged(mode) or mode == NETWORK):
+        what = "user specified IP address" if opts.ip else "network-scoped alias"
+        raise UserError(f"{what} is supported on user defined networks only")
+    if opts.ip:
+        from .ipam import IpamError, parse_ipv4
+
+        try:
+            parse_ipv4(opts.ip)
+        except IpamError:
+            raise UserError(f"invalid IPv4 address: {opts.ip}") from None
+
+
+def _is_hex(text: str) -> bool:
+    return all(c in "0123456789abcdefABCDEF" for c in text)

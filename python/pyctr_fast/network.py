@@ -46,14 +46,12 @@ if TYPE_CHECKING:
     from .networks import Network
     from .ports import Binding
     from .records import Record
-    from .spec import RunOptions
 
 __all__ = [
     "BRIDGE",
     "MODES",
     "RECORD",
     "attach",
-    "check_endpoint_options",
     "check_mode",
     "detach",
     "endpoint",
@@ -575,34 +573,3 @@ def detach(cdir: str) -> None:
         raise UserError(f"network teardown of {cdir}: {err}") from None
     if record is not None:
         refresh_peers(cdir, [record, *(record.get("endpoints") or [])])
-
-
-def check_endpoint_options(opts: RunOptions, mode: str) -> None:
-    """Docker's rules for ``-p``, ``--ip``, ``--mac-address`` and
-    ``--network-alias`` against the network mode."""
-    if opts.publish and not is_bridged(mode):
-        raise UserError(
-            f"port publishing (-p) needs --network bridge or a user-defined network, not {mode}"
-        )
-    if opts.mac_address is not None:
-        if not is_bridged(mode):
-            raise UserError(f"conflicting options: mac-address and the network mode {mode}")
-        parts = opts.mac_address.split(":")
-        if len(parts) != 6 or not all(len(p) == 2 and _is_hex(p) for p in parts):
-            raise UserError(f"invalid MAC address: {opts.mac_address}")
-        if int(parts[0], 16) & 1:
-            raise UserError(f"invalid MAC address: {opts.mac_address} is a multicast address")
-    if (opts.ip or opts.network_aliases) and (not is_bridged(mode) or mode == NETWORK):
-        what = "user specified IP address" if opts.ip else "network-scoped alias"
-        raise UserError(f"{what} is supported on user defined networks only")
-    if opts.ip:
-        from .ipam import IpamError, parse_ipv4
-
-        try:
-            parse_ipv4(opts.ip)
-        except IpamError:
-            raise UserError(f"invalid IPv4 address: {opts.ip}") from None
-
-
-def _is_hex(text: str) -> bool:
-    return all(c in "0123456789abcdefABCDEF" for c in text)

@@ -470,7 +470,7 @@ def build_spec(
         raise UserError("no command specified")
     network = _check_network(opts.network)
     if opts.publish or opts.ip or opts.mac_address or opts.network_aliases:
-        from .network import check_endpoint_options
+        from .netopts import check_endpoint_options
 
         check_endpoint_options(opts, network)
     if opts.publish:
