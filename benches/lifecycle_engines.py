@@ -391,8 +391,8 @@ class Crun:
 class Workspace:
     """A fresh directory with a tmpfs mounted on it; everything is made inside."""
 
-    def __init__(self) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix="pyctr-bench-lifecycle-"))
+    def __init__(self, prefix: str = "pyctr-bench-lifecycle-") -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix=prefix))
         self.mounted = False
 
     def mount(self) -> str:

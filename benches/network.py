@@ -172,7 +172,7 @@ class Bench:
     def __init__(self, no_cgroup_fix: bool) -> None:
         self.no_fix = no_cgroup_fix
         self.host = HostState()
-        self.ws = Workspace()
+        self.ws = Workspace("pyctr-bench-net-")
         self.fix = HugetlbFix()
         self.notes: list[str] = []
         self.podman: Podman | None = None
@@ -219,23 +219,35 @@ class Bench:
         return rows
 
     def _share_pyctr0(self) -> None:
-        """pyctr0 exists: give the bench's run directory its NAT marker, so that
-        the first bridged start does not rewrite the host's ``table ip pyctr``."""
+        """pyctr0 exists (somebody else's run directory leases on it): give the
+        bench's run directory its NAT marker, so that the first bridged start
+        does not rewrite the host's ``table ip pyctr``, and start its leases
+        three quarters up the subnet, away from the others' first addresses
+        (an address also makes the MAC address: a duplicate would disturb them)."""
         from pyctr_fast import network
+        from pyctr_fast.ipam import Ipam, format_ipv4
 
-        subnet, _ = network._choose_subnet(str(self.rundir), self.env)
+        subnet, gateway = network._choose_subnet(str(self.rundir), self.env)
         marker = self.rundir / "networks" / "pyctr0.nat"
         marker.parent.mkdir(parents=True, mode=0o700)
         marker.write_text(subnet + "\n")
+        ipam = Ipam(str(self.rundir), "bridge", subnet, gateway)
+        seed = format_ipv4(ipam.first + (ipam.last - ipam.first) * 3 // 4)
+        ipam.allocate("pyctr-bench-seed", seed)
+        ipam.release("pyctr-bench-seed")
         self.notes.append(
-            f"pyctr0 ({subnet}) was there before the run: used as it was, its NAT rules "
-            "never rewritten (the bench's run directory was given its marker)"
+            f"pyctr0 ({subnet}) was there before the run: used as it was, its NAT rules never "
+            f"rewritten (the bench's run directory was given its marker), leases after {seed}"
         )
 
     def _podman(self, rootfs: Path) -> list[Row]:
         exe, crun = shutil.which("podman"), shutil.which("crun")
         runtime = ["--runtime", "crun"] if crun else []
-        specs = (("none", ["--network", "none"]), ("host", ["--network", "host"]), ("bridge", []))
+        specs: list[tuple[str, list[str]]] = [
+            ("none", ["--network", "none"]),
+            ("host", ["--network", "host"]),
+            ("bridge", []),  # podman's default network
+        ]
         rows = []
         for mode, net in specs:
             label = " ".join(["podman run --rm", *net, *runtime])

@@ -7,6 +7,7 @@ cgroup parent, ``cni-*``/``netns-*`` namespaces, ``net.ipv4.ip_forward``)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -21,6 +22,7 @@ FIREWALL_PREFIXES = ("CNI-", "NETAVARK")
 IPTABLES_TABLES = ("filter", "nat", "mangle", "raw", "security")
 IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
 PODMAN_CGROUP_PARENT = "libpod_parent"
+NETNS_DIR = Path("/run/netns")
 
 
 def nft_ruleset() -> list[dict[str, Any]]:
@@ -106,7 +108,7 @@ def _links() -> set[str]:
 
 def _netns() -> set[str]:
     try:
-        return set(os.listdir("/run/netns"))
+        return set(os.listdir(NETNS_DIR))
     except FileNotFoundError:
         return set()
 
@@ -118,6 +120,16 @@ def _master(link: str) -> str:
         return ""
 
 
+def _running(comm: str) -> bool:
+    for entry in os.listdir("/proc"):
+        try:
+            if entry.isdigit() and Path(f"/proc/{entry}/comm").read_text().strip() == comm:
+                return True
+        except OSError:
+            continue
+    return False
+
+
 def quiet(argv: list[str]) -> bool:
     return subprocess.run(argv, capture_output=True).returncode == 0
 
@@ -126,10 +138,13 @@ class HostState:
     """What the bench may add to the host, as it was before, and its removal."""
 
     CNI_DIRS = (Path("/var/lib/cni"), Path("/var/lib/cni/networks/podman"))
+    #: podman's lock files (removed only when no podman or conmon runs).
+    LOCKS = (Path("/dev/shm/libpod_lock"), Path("/etc/cni/net.d/cni.lock"))
 
     def __init__(self) -> None:
         self.links, self.netns, self.nft = _links(), _netns(), nft_ruleset()
-        self.dirs = {d: d.exists() for d in self.CNI_DIRS}
+        self.netns_dir = NETNS_DIR.is_dir()
+        self.dirs = {d: d.exists() for d in (*self.CNI_DIRS, *self.LOCKS)}
         self.podman_cgroup = bool(cgroup_parent_dirs(PODMAN_CGROUP_PARENT))
         self.forward = IP_FORWARD.read_text().strip() if IP_FORWARD.exists() else ""
         self.pyctr_table = any(
@@ -142,6 +157,10 @@ class HostState:
         for ns in sorted(_netns() - self.netns):
             if ns.startswith(("cni-", "netns-")) and quiet(["ip", "netns", "delete", ns]):
                 notes.append(f"network namespace {ns} was left by podman (deleted)")
+        if not self.netns_dir and NETNS_DIR.is_dir() and not _netns():
+            with contextlib.suppress(OSError):
+                NETNS_DIR.rmdir()
+                removed.append(str(NETNS_DIR))
         for bridge in bridges:
             if bridge in self.links or bridge not in _links():
                 continue
@@ -165,19 +184,32 @@ class HostState:
                 shutil.rmtree(d, ignore_errors=True)
                 removed.append(str(d))
                 break  # the first is the parent of the second
-        if not self.podman_cgroup:
-            for d in cgroup_parent_dirs(PODMAN_CGROUP_PARENT):
-                try:
-                    d.rmdir()
-                except OSError as err:
-                    notes.append(f"cgroup {d} not removed: {err.strerror}")
-            if cgroup_parent_dirs(PODMAN_CGROUP_PARENT) == []:
-                removed.append(f"podman's cgroup parent /{PODMAN_CGROUP_PARENT}")
+        if not any(_running(name) for name in ("podman", "conmon")):
+            for lock in self.LOCKS:
+                if not self.dirs[lock] and lock.exists():
+                    with contextlib.suppress(OSError):
+                        lock.unlink()
+                        removed.append(str(lock))
+        made = [] if self.podman_cgroup else cgroup_parent_dirs(PODMAN_CGROUP_PARENT)
+        for d in made:
+            for child in [c for c in d.iterdir() if c.is_dir()]:  # conmon, libpod-ID
+                with contextlib.suppress(OSError):
+                    child.rmdir()
+            try:
+                d.rmdir()
+            except OSError as err:
+                notes.append(f"cgroup {d} not removed: {err.strerror}")
+        if made and not cgroup_parent_dirs(PODMAN_CGROUP_PARENT):
+            removed.append(f"podman's cgroup parent /{PODMAN_CGROUP_PARENT}")
         if self.forward and IP_FORWARD.read_text().strip() != self.forward:
-            IP_FORWARD.write_text(self.forward + "\n")
-            removed.append(f"net.ipv4.ip_forward back to {self.forward}")
+            with contextlib.suppress(OSError):
+                IP_FORWARD.write_text(self.forward + "\n")
+                removed.append(f"net.ipv4.ip_forward back to {self.forward}")
         if removed:
-            notes.append("made by this run's first bridged starts, removed: " + ", ".join(removed))
+            notes.append(
+                "made on the host by this run (bridges' first starts, podman), removed: "
+                + ", ".join(removed)
+            )
         left = sorted((_links() - self.links) | {f"netns {n}" for n in _netns() - self.netns})
         if left:
             notes.append("left on the host: " + ", ".join(left))

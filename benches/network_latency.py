@@ -9,7 +9,8 @@ bridge's teardown after the program ends is in the wall time only); for
 the in-process API (``api.run``) the median wall time; and the median cost
 of each step of one endpoint's set-up and teardown.  Runs alternate
 between the modes.  Uses its own data root and run directory; removes the
-bridge and the nft table at the end if it made them.
+bridge and the nft table at the end if it made them.  benches.network
+measures the same beside podman for the report (docs/benchmarks.md).
 """
 
 from __future__ import annotations
