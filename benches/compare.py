@@ -41,7 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -133,9 +133,19 @@ def _first_line(argv: list[str]) -> str:
     return out.strip().splitlines()[0] if out.strip() else ""
 
 
-def make_bundle(runtime: str, bundle: Path, rootfs: Path) -> None:
+#: LIMIT_FLAGS as OCI ``linux.resources`` (crun's row with limits).
+LIMIT_RESOURCES = {
+    "memory": {"limit": 64 << 20},
+    "cpu": {"quota": 100_000, "period": 100_000},
+    "pids": {"limit": 100},
+}
+
+
+def make_bundle(
+    runtime: str, bundle: Path, rootfs: Path, resources: Mapping[str, object] | None = None
+) -> None:
     """``<runtime> spec`` edited to run /bin/true without a terminal, in a network
-    namespace, on the shared rootfs."""
+    namespace, on the shared rootfs (with ``resources`` as its limits)."""
     bundle.mkdir(parents=True, exist_ok=True)
     subprocess.run([runtime, "spec"], cwd=bundle, check=True, capture_output=True)
     path = bundle / "config.json"
@@ -146,6 +156,8 @@ def make_bundle(runtime: str, bundle: Path, rootfs: Path) -> None:
     namespaces = config["linux"].setdefault("namespaces", [])
     if not any(ns.get("type") == "network" for ns in namespaces):
         namespaces.append({"type": "network"})
+    if resources is not None:
+        config["linux"].setdefault("resources", {}).update(resources)
     path.write_text(json.dumps(config, indent=2))
 
 
@@ -306,10 +318,11 @@ def build_candidates(
     crun_state = work / "crun-state"
     if crun:
         make_bundle(crun, work / "crun-bundle", rootfs)
+        make_bundle(crun, work / "crun-limited", rootfs, LIMIT_RESOURCES)
 
-    def crun_argv(*extra: str) -> list[str]:
+    def crun_argv(*extra: str, bundle: str = "crun-bundle") -> list[str]:
         return [str(crun), "--root", str(crun_state), *extra, "run", "--bundle",
-                str(work / "crun-bundle"), ids.next("crun")]  # fmt: skip
+                str(work / bundle), ids.next("crun")]  # fmt: skip
 
     version = _first_line([crun, "--version"]) if crun else ""
     c = Candidate(REFERENCE, lambda: spawn_wait(crun_argv(), env), version)
@@ -318,19 +331,22 @@ def build_candidates(
         lambda: spawn_wait(crun_argv("--cgroup-manager=disabled"), env),
         version,
     )
+    c3 = Candidate(
+        "`crun run` with the same limits (`linux.resources`)",
+        lambda: spawn_wait(crun_argv(bundle="crun-limited"), env),
+        version,
+    )
     if not crun:
-        c.skipped = c2.skipped = "crun not installed"
+        c.skipped = c2.skipped = c3.skipped = "crun not installed"
     else:
         err = probe(crun_argv(), env)
         if err and HYBRID_MARKER in err:
             if args.no_cgroup_fix:
-                c.skipped = c2.skipped = f"crun refuses this cgroup layout: {err}"
+                c.skipped = f"crun refuses this cgroup layout: {err}"
             else:
                 fix_err = fix.apply()
                 if fix_err:
-                    c.skipped = c2.skipped = (
-                        f"{err}; mounting a v1 hugetlb hierarchy failed: {fix_err}"
-                    )
+                    c.skipped = f"{err}; mounting a v1 hugetlb hierarchy failed: {fix_err}"
                 else:
                     notes.append(
                         "crun 1.8 refused the hybrid cgroup layout (hugetlb on the v2 "
@@ -341,7 +357,10 @@ def build_candidates(
         if c.skipped is None:
             c.skipped = err
             c2.skipped = probe(crun_argv("--cgroup-manager=disabled"), env)
-    cands += [c, c2]
+            c3.skipped = probe(crun_argv(bundle="crun-limited"), env)
+        else:
+            c2.skipped = c3.skipped = c.skipped
+    cands += [c, c2, c3]
 
     # runc
     runc = shutil.which("runc")
