@@ -209,7 +209,7 @@ def leak_guard(session_base: Path) -> Iterator[Guard]:
         for path in cgroups_left:
             rmdir_cgroup(path)
 
-    net_after = ctrkit.NetSnapshot.take(NET_RUN_DIR)
+    net_after = net_before.settled(NET_RUN_DIR)
     net_left = net_before.changes(net_after)
     if net_left:
         problems.extend(net_left)

@@ -23,12 +23,15 @@ import struct
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     import pexpect
+
+T = TypeVar("T")
 
 # --------------------------------------------------------------------------- constants
 
@@ -781,6 +784,16 @@ def snapshot_tree(path: Path) -> dict[str, tuple[int, int, int, bytes | str | No
 # --------------------------------------------------------------------------- networking
 
 
+def wait_settled(take: Callable[[], T], ok: Callable[[T], bool], timeout: float = 10.0) -> T:
+    """``take()`` again until ``ok`` of it or ``timeout`` s; the last one."""
+    deadline = time.monotonic() + timeout
+    got = take()
+    while not ok(got) and time.monotonic() < deadline:
+        time.sleep(0.02)
+        got = take()
+    return got
+
+
 @dataclass(frozen=True)
 class NetSnapshot:
     """What the bridge network leaves on the host: veth links on the
@@ -816,6 +829,14 @@ class NetSnapshot:
         except (OSError, ValueError):
             pass
         return NetSnapshot(links, files, leases)
+
+    def settled(self, run_dir: Path, timeout: float = 10.0) -> NetSnapshot:
+        """A snapshot taken once no veth beyond this one's is left: a
+        foreground ``run --rm`` leaves its veth pair to the kernel, which
+        destroys it with the namespace 20-40 ms after the CLI exits."""
+        return wait_settled(
+            lambda: NetSnapshot.take(run_dir), lambda s: s.veths <= self.veths, timeout
+        )
 
     def changes(self, later: NetSnapshot) -> list[str]:
         out = []

@@ -75,12 +75,18 @@ def clean(net: dict[str, str]) -> Iterator[ctrkit.NetSnapshot]:
     before_links, before_nft = _host_links(), _nft_table()
     snap = ctrkit.NetSnapshot.take(NET_RUN_DIR)
     yield snap
-    assert _host_links() == before_links
+    assert _links_back_to(before_links) == before_links
     assert _nft_table() == before_nft
 
 
+def _links_back_to(before: list[str]) -> list[str]:
+    """The host's links once those a foreground ``run --rm`` left to the
+    kernel (destroyed with their namespace, 20-40 ms later) are gone."""
+    return ctrkit.wait_settled(_host_links, lambda now: now == before)
+
+
 def _assert_back_to(snap: ctrkit.NetSnapshot) -> None:
-    assert snap.changes(ctrkit.NetSnapshot.take(NET_RUN_DIR)) == []
+    assert snap.changes(snap.settled(NET_RUN_DIR)) == []
 
 
 def _ip_of(engine: Engine, name: str) -> str:
@@ -272,7 +278,7 @@ def test_a_hundred_run_rm_cycles_leave_ipam_links_and_rules_unchanged(
             assert_ok(engine.cli_run("rm", "-f", cid))
         seen.add(out.split()[3])
     assert len(seen) > 50  # round robin: addresses are not reused at once
-    assert _host_links() == links and _nft_table() == nft
+    assert _links_back_to(links) == links and _nft_table() == nft
     assert port_leases() == {} and _table()["leases"] == {}
     _assert_back_to(clean)
 

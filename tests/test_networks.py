@@ -14,6 +14,7 @@ import os
 import subprocess
 from collections.abc import Iterator
 
+import ctrkit
 import pytest
 from conftest import NET_RUN_DIR
 from ctrkit import Engine, assert_ok
@@ -84,7 +85,8 @@ def networks(engine: Engine) -> Iterator[Networks]:
     nets = Networks(engine)
     yield nets
     nets.cleanup()
-    assert _links() - links == set(), "links left behind"
+    left = ctrkit.wait_settled(lambda: _links() - links, lambda extra: not extra)
+    assert left == set(), "links left behind"
     assert _ipam_tables() - tables <= {"bridge.json", "bridge.lock"}
     if nft:  # the table existed before: our chains for these networks are gone
         assert "pcbr-" not in _nft_table().replace(nft, "")

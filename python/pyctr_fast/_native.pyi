@@ -268,11 +268,13 @@ def net_netns_remove(path: str) -> bool:
     """Unmount (lazily) and unlink a namespace file made by
     :func:`net_netns_create`; False if there was none."""
 
-def net_teardown(cdir: str) -> None:
+def net_teardown(cdir: str, lazy: bool = False) -> None:
     """Undo ``<cdir>/network.json`` (pyctr_fast.network): delete the veth,
     remove the namespace file, release the address lease, then remove the
     record.  Idempotent; no record: nothing to do.  Every step is tried; the
-    first failure is raised."""
+    first failure is raised.  ``lazy``: the namespace file goes first and
+    the veth pairs are left to the kernel, which destroys them with the
+    namespace (asynchronously) once nothing else holds it."""
 
 def net_teardown_endpoint(endpoint_json: str) -> None:
     """Undo one endpoint given in network.json's shape (its veth, its

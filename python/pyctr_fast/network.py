@@ -559,16 +559,19 @@ def refresh_peers(cdir: str, eps: Sequence[Mapping[str, Any]]) -> None:
             pass
 
 
-def detach(cdir: str) -> None:
+def detach(cdir: str, lazy: bool = False) -> None:
     """Undo ``network.json`` if there is one (veths, namespace file, leases),
-    then update the /etc/hosts of the containers left on its networks."""
+    then update the /etc/hosts of the containers left on its networks.
+    ``lazy`` (the container is dead, its caller should not wait): the veth
+    pairs are left to the kernel, which destroys them with the namespace
+    once its file is gone, ~20-40 ms later, in its own worker."""
     record = endpoint(cdir)
     if record is None and not os.path.exists(os.path.join(cdir, RECORD)):
         return
     from . import _native
 
     try:
-        _native.net_teardown(cdir)
+        _native.net_teardown(cdir, lazy=lazy)
     except _native.ContainerError as err:
         raise UserError(f"network teardown of {cdir}: {err}") from None
     if record is not None:

@@ -293,7 +293,7 @@ def _rm(args: Sequence[str], root: str | None) -> int:
         except UserError as err:
             if parsed.flag("force") and "not found" in err.message:
                 continue
-            sys.stderr.write(f"Error response from daemon: {err.message}\n")
+            sys.stderr.write(f"{PROG}: {err.message}\n")
             status = 1
     return status
 

@@ -127,10 +127,14 @@ fn net_netns_remove(py: Python<'_>, path: &str) -> PyResult<bool> {
     py.allow_threads(|| net::netns::remove(path)).map_err(|e| to_py(py, e))
 }
 
-/// Undo `<cdir>/network.json` (veth, namespace file, lease) and remove it.
+/// Undo `<cdir>/network.json` (veth, namespace file, lease) and remove it;
+/// `lazy`: leave the veth pairs to the kernel, which destroys them with the
+/// namespace after this returns (`Links::WithNamespace`).
 #[pyfunction]
-fn net_teardown(py: Python<'_>, cdir: &str) -> PyResult<()> {
-    py.allow_threads(|| net::teardown::teardown_dir(std::path::Path::new(cdir))).map_err(|e| to_py(py, e))
+#[pyo3(signature = (cdir, lazy = false))]
+fn net_teardown(py: Python<'_>, cdir: &str, lazy: bool) -> PyResult<()> {
+    let links = if lazy { net::teardown::Links::WithNamespace } else { net::teardown::Links::Delete };
+    py.allow_threads(|| net::teardown::teardown_dir(std::path::Path::new(cdir), links)).map_err(|e| to_py(py, e))
 }
 
 /// Undo one endpoint given as JSON (network.json's shape): a failed start
@@ -139,7 +143,7 @@ fn net_teardown(py: Python<'_>, cdir: &str) -> PyResult<()> {
 fn net_teardown_endpoint(py: Python<'_>, endpoint_json: &str) -> PyResult<()> {
     let endpoint: net::teardown::Endpoint = serde_json::from_str(endpoint_json)
         .map_err(|e| to_py(py, pyctr_core::errors::Error::msg("endpoint json", e.to_string())))?;
-    py.allow_threads(|| net::teardown::teardown(&endpoint)).map_err(|e| to_py(py, e))
+    py.allow_threads(|| net::teardown::teardown(&endpoint, net::teardown::Links::Delete)).map_err(|e| to_py(py, e))
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

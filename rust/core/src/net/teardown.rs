@@ -50,9 +50,22 @@ pub struct Endpoint {
     pub endpoints: Vec<Endpoint>,
 }
 
+/// How teardown gets rid of the veth pairs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Links {
+    /// Delete each pair (an RCU grace period each, ~20 ms here): they are
+    /// gone when teardown returns.
+    Delete,
+    /// Remove the namespace file first: once nothing else holds the
+    /// namespace, the kernel destroys it and the pairs with it, in its own
+    /// worker, after teardown returns.  For a caller whose container is
+    /// dead and who should not wait (a foreground `run --rm`).
+    WithNamespace,
+}
+
 /// Read `<cdir>/network.json`, undo it and remove the record.  No record:
 /// nothing to do.  Every step is tried; the first error is returned.
-pub fn teardown_dir(cdir: &Path) -> Result<()> {
+pub fn teardown_dir(cdir: &Path, links: Links) -> Result<()> {
     let path = cdir.join("network.json");
     let text = match std::fs::read_to_string(&path) {
         Ok(text) => text,
@@ -64,41 +77,56 @@ pub fn teardown_dir(cdir: &Path) -> Result<()> {
     };
     let endpoint: Endpoint = serde_json::from_str(&text)
         .map_err(|e| Error::msg("network.json", e.to_string()).with_path(path.to_string_lossy()))?;
-    let result = teardown(&endpoint);
+    let result = teardown(&endpoint, links);
     let _ = std::fs::remove_file(&path);
     result
 }
 
-/// Delete the published ports' DNAT entries, the veth (both ends), the
+/// Delete the published ports' DNAT entries, the veths (both ends), the
 /// namespace file, and release the address and port leases.
-pub fn teardown(endpoint: &Endpoint) -> Result<()> {
+pub fn teardown(endpoint: &Endpoint, links: Links) -> Result<()> {
     let mut first: Option<Error> = None;
-    for extra in &endpoint.endpoints {
-        if let Err(e) = teardown(extra) {
+    let mut note = |r: Result<()>| {
+        if let Err(e) = r {
             first.get_or_insert(e);
         }
-    }
+    };
     if let Some(nft) = &endpoint.nft {
-        if let Err(e) = run_nft(nft) {
-            first.get_or_insert(e);
-        }
+        note(run_nft(nft));
     }
-    if let Some(veth) = endpoint.veth.as_deref() {
-        if let Err(e) = link_delete(veth, None) {
-            first.get_or_insert(e);
-        }
-    }
+    // With `WithNamespace`, the links go with the namespace when its file
+    // was there to remove; otherwise (no file: an earlier, partial
+    // teardown) they are deleted here.
+    let mut delete_links = true;
     if let Some(path) = endpoint.netns.as_deref() {
-        if let Err(e) = netns::remove(path) {
-            first.get_or_insert(e);
+        if links == Links::WithNamespace {
+            match netns::remove(path) {
+                Ok(removed) => delete_links = !removed,
+                Err(e) => note(Err(e)),
+            }
+        }
+    }
+    undo(endpoint, delete_links, &mut note);
+    if let Some(path) = endpoint.netns.as_deref() {
+        note(netns::remove(path).map(|_| ()));
+    }
+    first.map_or(Ok(()), Err)
+}
+
+/// An endpoint's veth (unless the namespace takes it) and leases, and those
+/// of its further endpoints.
+fn undo(endpoint: &Endpoint, delete_links: bool, note: &mut impl FnMut(Result<()>)) {
+    for extra in &endpoint.endpoints {
+        undo(extra, delete_links, note);
+    }
+    if delete_links {
+        if let Some(veth) = endpoint.veth.as_deref() {
+            note(link_delete(veth, None).map(|_| ()));
         }
     }
     for lease in [&endpoint.ipam, &endpoint.port_lease].into_iter().flatten() {
-        if let Err(e) = release(lease) {
-            first.get_or_insert(e);
-        }
+        note(release(lease));
     }
-    first.map_or(Ok(()), Err)
 }
 
 fn nft_once(tool: &str, script: &str) -> std::io::Result<bool> {

@@ -699,7 +699,7 @@ impl Supervisor {
     fn finish(&mut self, status: i32) -> i32 {
         // The veth, the namespace file and the address lease of a bridge
         // network (`network.json`, written by Python at start).
-        let _ = crate::net::teardown::teardown_dir(&self.cdir);
+        let _ = crate::net::teardown::teardown_dir(&self.cdir, crate::net::teardown::Links::Delete);
         for dir in &self.launch.cgroup_dirs {
             cleanup::remove_cgroup(dir);
         }
