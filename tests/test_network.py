@@ -75,14 +75,17 @@ def clean(net: dict[str, str]) -> Iterator[ctrkit.NetSnapshot]:
     before_links, before_nft = _host_links(), _nft_table()
     snap = ctrkit.NetSnapshot.take(NET_RUN_DIR)
     yield snap
-    assert _links_back_to(before_links) == before_links
+    assert _links_added_since(before_links) == set()
     assert _nft_table() == before_nft
 
 
-def _links_back_to(before: list[str]) -> list[str]:
-    """The host's links once those a foreground ``run --rm`` left to the
-    kernel (destroyed with their namespace, 20-40 ms later) are gone."""
-    return ctrkit.wait_settled(_host_links, lambda now: now == before)
+def _links_added_since(before: list[str]) -> set[str]:
+    """The host's links beyond ``before``, once those a foreground ``run
+    --rm`` left to the kernel (destroyed with their namespace, 20-40 ms
+    later) are gone.  Only additions count: ``before`` itself may hold a
+    link of an earlier test that the kernel was still destroying."""
+    now = ctrkit.wait_settled(_host_links, lambda links: set(links) <= set(before))
+    return set(now) - set(before)
 
 
 def _assert_back_to(snap: ctrkit.NetSnapshot) -> None:
@@ -278,7 +281,7 @@ def test_a_hundred_run_rm_cycles_leave_ipam_links_and_rules_unchanged(
             assert_ok(engine.cli_run("rm", "-f", cid))
         seen.add(out.split()[3])
     assert len(seen) > 50  # round robin: addresses are not reused at once
-    assert _links_back_to(links) == links and _nft_table() == nft
+    assert _links_added_since(links) == set() and _nft_table() == nft
     assert port_leases() == {} and _table()["leases"] == {}
     _assert_back_to(clean)
 

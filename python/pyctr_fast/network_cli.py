@@ -110,13 +110,15 @@ def _create(args: Sequence[str], root: str | None) -> int:
     from . import network, networks
 
     rundir = _rundir()
+    # Keep clear of the default bridge's subnet (or the one it will take).
+    default = network.resolve("bridge", _root(root))
     net = networks.create(
         _root(root),
         words[0],
         subnet=subnets[0] if subnets else None,
         gateway=gateways[0] if gateways else None,
         labels=labels,
-        in_use=_bridge_subnet(rundir),
+        in_use=[default.subnet],
     )
     try:
         network.ensure_bridge(rundir, net)
@@ -126,19 +128,6 @@ def _create(args: Sequence[str], root: str | None) -> int:
         raise
     write_out(net.id + "\n")
     return 0
-
-
-def _bridge_subnet(rundir: str) -> list[str]:
-    """The default bridge's subnet when it has one (so a new network keeps clear)."""
-    import os
-
-    from . import compact_json
-
-    try:
-        with open(os.path.join(rundir, "networks", "ipam", "bridge.json"), "rb") as f:
-            return [str(compact_json.loads(f.read().decode())["subnet"])]
-    except (OSError, ValueError, KeyError, TypeError):
-        return []
 
 
 def _quiet_remove_bridge(rundir: str, net: Network) -> None:
